@@ -1,0 +1,7 @@
+"""`python -m cropcore` runs the command-line interface."""
+
+import sys
+
+from cropcore.cli import main
+
+sys.exit(main())

@@ -1,0 +1,53 @@
+"""The `cropcore` command: one entry point, one module per sub-command.
+
+Each sub-command lives beside the code it drives and exposes two functions:
+``configure(parser: argparse.ArgumentParser) -> None`` adds its arguments, and
+``run(args: argparse.Namespace) -> int`` does the work and returns the exit status.
+Modules are imported only when their command runs, so `cropcore demo` never pays for torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+#: command name -> (module path, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "download": ("cropcore.data.download", "fetch official BreizhCrops files for a region and level"),
+    "demo": ("cropcore.data.simulate", "write the simulated Brittany dataset in the official layout"),
+    "train": ("cropcore.training.command", "train a model with the paper's protocol"),
+    "evaluate": ("cropcore.evaluation.command", "score a run or checkpoint on a region"),
+    "predict": ("cropcore.evaluation.predict", "write predictions for every parcel of a region"),
+    "benchmark": ("cropcore.evaluation.benchmark", "run the paper's Table 2 protocol for all models"),
+}
+
+
+class CommandError(Exception):
+    """An expected failure: printed as one line, without a traceback."""
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The top-level parser; only the chosen command's module is imported and configured."""
+    parser = argparse.ArgumentParser(prog="cropcore", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module_path, help_text) in COMMANDS.items():
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        if name == command:
+            importlib.import_module(module_path).configure(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((arg for arg in argv if arg in COMMANDS), None)
+    args = build_parser(command).parse_args(argv)
+    module = importlib.import_module(COMMANDS[args.command][0])
+    try:
+        return int(module.run(args) or 0)
+    except (CommandError, FileNotFoundError, ValueError, ConnectionError) as error:
+        print(f"cropcore {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"cropcore {args.command}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,1 @@
+"""The cropcore Streamlit dashboard: pages lay out, builders compute, one module caches."""

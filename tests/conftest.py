@@ -1,0 +1,37 @@
+"""Shared fixtures. Tests never touch the network and never write into the checkout's data/.
+
+The whole session points CROPCORE_DATA at a temporary folder and asks for a tiny demo
+(CROPCORE_DEMO_SCALE), so `cropcore.data.demo_root()` and the dashboard generate small data there.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+TEST_DEMO_SCALE = "0.002"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every test sees an empty data folder of its own session, with a tiny default demo scale."""
+    folder = tmp_path_factory.mktemp("cropcore-data")
+    saved = {key: os.environ.get(key) for key in ("CROPCORE_DATA", "CROPCORE_DEMO_SCALE")}
+    os.environ["CROPCORE_DATA"] = str(folder)
+    os.environ["CROPCORE_DEMO_SCALE"] = TEST_DEMO_SCALE
+    yield folder
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def sim_root(isolated_data_dir: Path) -> Path:
+    """The tiny simulated Brittany (both levels, four regions), generated once per session."""
+    from cropcore.data import demo_root
+
+    return demo_root()
