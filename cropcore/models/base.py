@@ -1,0 +1,55 @@
+"""The one interface every network shares: (batch, time, bands) reflectance in, log-probabilities out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+class TimeSeriesClassifier(nn.Module):
+    """Base class of the seven networks.
+
+    Subclasses build their layers in ``__init__(input_dim, num_classes, sequence_length, **hparams)`` after
+    calling ``super().__init__(input_dim, num_classes, sequence_length)``, and implement ``classify``.
+
+    ``forward`` checks the input layout and, for weights trained on another band order (the official
+    checkpoints take L1C bands in string order), reorders the bands first, so callers always pass
+    cropcore's wavelength order. The permutation is a persistent buffer only when set, so official
+    state_dicts load unchanged.
+    """
+
+    def __init__(self, input_dim: int, num_classes: int, sequence_length: int) -> None:
+        super().__init__()
+        for name, value in (("input_dim", input_dim), ("num_classes", num_classes), ("sequence_length", sequence_length)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{type(self).__name__}: {name} must be a positive integer, got {value!r}")
+        self.input_dim = input_dim
+        self.num_classes = num_classes
+        self.sequence_length = sequence_length
+        self.band_permutation: torch.Tensor | None = None
+
+    def set_band_permutation(self, permutation: Sequence[int] | None) -> None:
+        """Feed band ``permutation[j]`` of the caller's input as the network's band ``j`` (None: as given)."""
+        if permutation is None:
+            self.band_permutation = None
+            return
+        order = torch.as_tensor(list(permutation), dtype=torch.long)
+        if sorted(order.tolist()) != list(range(self.input_dim)):
+            raise ValueError(f"band permutation must reorder 0..{self.input_dim - 1}, got {order.tolist()}")
+        device = next(self.parameters()).device
+        self.register_buffer("band_permutation", order.to(device), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (batch, time, bands) float reflectance 0-1 -> (batch, num_classes) log-probabilities."""
+        if x.ndim != 3 or x.shape[-1] != self.input_dim:
+            raise ValueError(
+                f"{type(self).__name__} expects input (batch, time, {self.input_dim}), got {tuple(x.shape)}"
+            )
+        if self.band_permutation is not None:
+            x = x.index_select(-1, self.band_permutation)
+        return self.classify(x)
+
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
