@@ -1,6 +1,6 @@
 """Reading the official BreizhCrops files, the packed store, batching, RF features and the demo.
 
-Names are imported lazily so that `import cropcore.data` stays cheap (no torch, no geopandas).
+The download functions live in `cropcore.data.download`. Names are imported lazily so that `import cropcore.data` stays cheap (no torch, no geopandas).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ _LAZY: dict[str, str] = {
     "GRID_DATES": "cropcore.data.features",
     "demo_root": "cropcore.data.simulate",
     "generate": "cropcore.data.simulate",
-    "download": "cropcore.data.download",
 }
 
 __all__ = ["BANDS", "CLASSES", "LEVELS", "REGIONS", "DataFormatError", "DatasetNotFoundError", *_LAZY]
