@@ -16,17 +16,17 @@ import streamlit as st  # noqa: E402
 
 from dashboard import sidebar  # noqa: E402
 
-st.set_page_config(page_title="cropcore", page_icon="🌾", layout="wide")
+st.set_page_config(page_title="cropcore", page_icon=":material/agriculture:", layout="wide")
 sidebar.init_state()
 
 PAGES_DIR = Path(__file__).parent / "app_pages"
 navigation = st.navigation(
     [
-        st.Page(PAGES_DIR / "dataset.py", title="Dataset", icon="📊", default=True),
-        st.Page(PAGES_DIR / "curves.py", title="Spectral curves", icon="📈"),
-        st.Page(PAGES_DIR / "train.py", title="Train", icon="🏋️"),
-        st.Page(PAGES_DIR / "map.py", title="Map", icon="🗺️"),
-        st.Page(PAGES_DIR / "errors.py", title="Errors", icon="🔍"),
+        st.Page(PAGES_DIR / "dataset.py", title="Dataset", icon=":material/table_chart:", default=True),
+        st.Page(PAGES_DIR / "curves.py", title="Spectral curves", icon=":material/show_chart:"),
+        st.Page(PAGES_DIR / "train.py", title="Train", icon=":material/model_training:"),
+        st.Page(PAGES_DIR / "map.py", title="Map", icon=":material/map:"),
+        st.Page(PAGES_DIR / "errors.py", title="Errors", icon=":material/troubleshoot:"),
     ]
 )
 sidebar.render()
