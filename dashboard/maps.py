@@ -1,0 +1,301 @@
+"""Pure builders for the Map page: parcels + predictions in, compact layer tables and pydeck.Deck out.
+
+Nothing here touches Streamlit or the file system. Geometry is EPSG:4326 (lon, lat). To keep the
+full-size department (about 122 000 parcels) fast in the browser, the page sends only what the view
+needs: parcel outlines simplified and rounded when few parcels are shown, otherwise one point per
+parcel (its centroid), with short attribute values.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pydeck as pdk
+import shapely
+from pydeck.bindings.json_tools import default_serialize
+
+from cropcore.constants import CLASS_COLORS, CLASSES, hex_to_rgb
+
+#: View name -> label shown on the page.
+VIEWS: dict[str, str] = {
+    "predicted": "Predicted class",
+    "true": "True class",
+    "correct": "Correct vs wrong",
+    "confidence": "Confidence",
+}
+SHAPES: tuple[str, ...] = ("auto", "polygons", "points")
+#: Above this many shown parcels, "auto" draws points instead of outlines.
+POLYGON_LIMIT = 20_000
+CORRECT_COLOR = "#2e7d32"
+WRONG_COLOR = "#d32f2f"
+#: Confidence ramp: (probability, colour) stops, low = pale yellow, high = dark blue.
+CONFIDENCE_STOPS: tuple[tuple[float, str], ...] = (
+    (0.0, "#fff7bc"), (0.4, "#fdae61"), (0.6, "#abd9e9"), (0.8, "#4575b4"), (1.0, "#08306b"),
+)
+#: Free basemap style that needs no token (used when online).
+CARTO_POSITRON = "https://basemaps.cartocdn.com/gl/positron-gl-style/style.json"
+BASEMAPS: dict[str, str | None] = {"CARTO light (online)": CARTO_POSITRON, "None (offline)": None}
+#: Coordinates sent to the browser: 5 decimals = about 1 m.
+DECIMALS = 5
+METRES_PER_DEGREE = 111_320.0
+TOOLTIP = {
+    "html": "<b>parcel {id}</b><br/>true: {true}<br/>predicted: {pred}<br/>confidence: {conf}",
+    "style": {"fontSize": "12px"},
+}
+EXPORT_COLUMNS: tuple[str, ...] = ("id", "region", "true", "true_class", "predicted", "predicted_class",
+                                   "confidence", "correct")
+
+
+def join_predictions(parcels: gpd.GeoDataFrame, predictions: pd.DataFrame) -> gpd.GeoDataFrame:
+    """Parcels that have a prediction, with true/predicted class ids and names, confidence and correctness.
+
+    Args:
+        parcels: GeoDataFrame with ``id`` and ``geometry`` (EPSG:4326), optionally the point columns
+            added by ``add_points``.
+        predictions: ``id, true, predicted, confidence`` (one region).
+    """
+    columns = ["id", "true", "predicted", "confidence"] + (["region"] if "region" in predictions else [])
+    kept = ["id", "geometry", *(column for column in ("lon", "lat", "radius") if column in parcels)]
+    joined = parcels[kept].merge(predictions[columns], on="id", how="inner")
+    joined = gpd.GeoDataFrame(joined, geometry="geometry", crs=parcels.crs)
+    names = np.asarray(CLASSES, dtype=object)
+    joined["true_class"] = names[joined["true"].to_numpy()]
+    joined["predicted_class"] = names[joined["predicted"].to_numpy()]
+    joined["correct"] = joined["true"].to_numpy() == joined["predicted"].to_numpy()
+    return joined
+
+
+def add_points(parcels: gpd.GeoDataFrame, decimals: int = DECIMALS) -> gpd.GeoDataFrame:
+    """Same parcels plus ``lon``/``lat`` of each centroid and ``radius`` (metres, same area as the parcel).
+
+    Cheap and vectorised: the point view of a whole department needs nothing else.
+    """
+    geometry = np.asarray(parcels.geometry.values, dtype=object)
+    centroids = shapely.centroid(geometry)
+    result = parcels.copy()
+    result["lon"] = np.round(shapely.get_x(centroids), decimals)
+    result["lat"] = np.round(shapely.get_y(centroids), decimals)
+    scale = METRES_PER_DEGREE**2 * np.cos(np.radians(np.nan_to_num(result["lat"].to_numpy(), nan=48.0)))
+    result["radius"] = np.round(np.sqrt(shapely.area(geometry) * scale / np.pi))
+    return result
+
+
+def simplify(parcels: gpd.GeoDataFrame, tolerance_m: float = 5.0, decimals: int = DECIMALS) -> gpd.GeoDataFrame:
+    """Same parcels with outlines simplified (Douglas-Peucker, topology kept) and rounded coordinates.
+
+    A parcel whose outline would vanish keeps its original outline, so the count never changes.
+    """
+    geometry = np.asarray(parcels.geometry.values, dtype=object)
+    simplified = shapely.simplify(geometry, tolerance_m / METRES_PER_DEGREE, preserve_topology=True)
+    rounded = shapely.set_precision(simplified, 10.0 ** -decimals)
+    lost = shapely.is_empty(rounded) | shapely.is_missing(rounded)
+    rounded[lost] = geometry[lost]
+    result = parcels.copy()
+    result["geometry"] = rounded
+    return result
+
+
+def filter_classes(parcels: pd.DataFrame, classes: list[str] | None, by: str = "predicted") -> pd.DataFrame:
+    """Keep parcels whose predicted (or true) class is one of ``classes``; all when None or empty."""
+    if by not in ("predicted", "true"):
+        raise ValueError(f"filter by 'predicted' or 'true', not {by!r}")
+    if not classes:
+        return parcels
+    return parcels[parcels[f"{by}_class"].isin(classes)]
+
+
+def _ramp(values: np.ndarray, stops: tuple[tuple[float, str], ...]) -> np.ndarray:
+    positions = np.array([position for position, _ in stops])
+    colors = np.array([hex_to_rgb(color) for _, color in stops], dtype=float)
+    values = np.nan_to_num(np.clip(values, 0.0, 1.0), nan=0.0)
+    return np.stack([np.interp(values, positions, colors[:, k]) for k in range(3)], axis=1)
+
+
+def colors(parcels: pd.DataFrame, view: str, alpha: int = 200) -> np.ndarray:
+    """RGBA colours (uint8 [N, 4]) of the parcels for a view (see VIEWS)."""
+    if view in ("predicted", "true"):
+        palette = np.array([hex_to_rgb(CLASS_COLORS[name]) for name in CLASSES], dtype=float)
+        rgb = palette[parcels[view].to_numpy(dtype=np.int64)]
+    elif view == "correct":
+        rgb = np.where(parcels["correct"].to_numpy()[:, None], hex_to_rgb(CORRECT_COLOR), hex_to_rgb(WRONG_COLOR))
+    elif view == "confidence":
+        rgb = _ramp(parcels["confidence"].to_numpy(dtype=float), CONFIDENCE_STOPS)
+    else:
+        raise ValueError(f"unknown view {view!r}; expected one of {', '.join(VIEWS)}")
+    rgba = np.empty((len(parcels), 4), dtype=np.uint8)
+    rgba[:, :3] = np.round(rgb).astype(np.uint8)
+    rgba[:, 3] = alpha
+    return rgba
+
+
+def darker(rgb: np.ndarray, factor: float = 0.6) -> np.ndarray:
+    """The same colours darkened, for outlines: a parcel smaller than a pixel at low zoom still shows
+    as its outline's minimum width, in its own hue."""
+    return np.round(np.asarray(rgb, dtype=float) * factor).astype(np.uint8)
+
+
+def legend(view: str) -> list[tuple[str, str]]:
+    """(label, hex colour) entries explaining a view's colours."""
+    if view in ("predicted", "true"):
+        return [(name, CLASS_COLORS[name]) for name in CLASSES]
+    if view == "correct":
+        return [("correct", CORRECT_COLOR), ("wrong", WRONG_COLOR)]
+    if view == "confidence":
+        return [(f"{position:.0%}", color) for position, color in CONFIDENCE_STOPS]
+    raise ValueError(f"unknown view {view!r}; expected one of {', '.join(VIEWS)}")
+
+
+def legend_html(items: list[tuple[str, str]]) -> str:
+    """A one-line HTML legend of colour chips (for st.markdown with unsafe_allow_html)."""
+    chips = "".join(
+        f'<span style="display:inline-block;margin-right:14px;white-space:nowrap">'
+        f'<span style="display:inline-block;width:12px;height:12px;background:{color};'
+        f'border:1px solid #555;margin-right:4px;vertical-align:middle"></span>{label}</span>'
+        for label, color in items
+    )
+    return f'<div style="font-size:0.85rem;line-height:1.8">{chips}</div>'
+
+
+def choose_shape(count: int, shape: str = "auto") -> str:
+    """'polygons' or 'points' for ``count`` shown parcels."""
+    if shape not in SHAPES:
+        raise ValueError(f"unknown shape {shape!r}; expected one of {', '.join(SHAPES)}")
+    if shape != "auto":
+        return shape
+    return "polygons" if count <= POLYGON_LIMIT else "points"
+
+
+def _outer_rings(geometry: np.ndarray, decimals: int) -> list[list[list[float]]]:
+    """Exterior ring of each (multi)polygon as [[lon, lat], ...]; the largest part of a multipolygon."""
+    parts, owner = shapely.get_parts(geometry, return_index=True)
+    areas = shapely.area(parts)
+    order = np.lexsort((-areas, owner))
+    first = order[np.r_[True, owner[order][1:] != owner[order][:-1]]]
+    largest = np.empty(len(geometry), dtype=object)
+    largest[owner[first]] = parts[first]
+    coords, ring_owner = shapely.get_coordinates(shapely.get_exterior_ring(largest), return_index=True)
+    coords = np.round(coords, decimals)
+    splits = np.cumsum(np.bincount(ring_owner, minlength=len(geometry)))[:-1]
+    return [ring.tolist() for ring in np.split(coords, splits)]
+
+
+def layer_table(parcels: gpd.GeoDataFrame, view: str, shape: str, decimals: int = DECIMALS) -> pd.DataFrame:
+    """The compact table the browser receives: tooltip fields, colour, and outline or point.
+
+    Columns: ``id``, ``true``, ``pred`` (class names), ``conf`` (2 decimals), ``rgb``, then ``ring`` and
+    ``line`` (outline and its colour) for polygons or ``xy`` and ``r`` (metres) for points.
+
+    Args:
+        parcels: output of ``join_predictions(add_points(...))`` (optionally filtered; simplified for
+            polygons).
+        view: key of VIEWS; shape: "polygons" or "points".
+    """
+    rgb = colors(parcels, view)[:, :3]
+    table = pd.DataFrame({
+        "id": parcels["id"].to_numpy(dtype=np.int64),
+        "true": parcels["true_class"].to_numpy(),
+        "pred": parcels["predicted_class"].to_numpy(),
+        "conf": np.round(parcels["confidence"].to_numpy(dtype=float), 2),
+        "rgb": rgb.tolist(),
+    })
+    if shape == "polygons":
+        table["ring"] = _outer_rings(np.asarray(parcels.geometry.values, dtype=object), decimals)
+        table["line"] = darker(rgb).tolist()
+    elif shape == "points":
+        table["xy"] = np.round(parcels[["lon", "lat"]].to_numpy(dtype=float), decimals).tolist()
+        table["r"] = parcels["radius"].to_numpy(dtype=float)
+    else:
+        raise ValueError(f"shape must be 'polygons' or 'points', not {shape!r}")
+    return table
+
+
+def view_state(bounds: tuple[float, float, float, float], width_px: int = 900) -> pdk.ViewState:
+    """A view centred on (minx, miny, maxx, maxy) with a zoom that fits the extent."""
+    minx, miny, maxx, maxy = (float(value) for value in bounds)
+    if not all(math.isfinite(value) for value in (minx, miny, maxx, maxy)):
+        return pdk.ViewState(longitude=-2.9, latitude=48.1, zoom=7)
+    span = max(maxx - minx, (maxy - miny) * 1.5, 1e-4)
+    zoom = math.log2(360.0 * width_px / (512.0 * span))
+    return pdk.ViewState(longitude=(minx + maxx) / 2, latitude=(miny + maxy) / 2,
+                         zoom=round(min(max(zoom, 3.0), 16.0), 2))
+
+
+class CompactDeck(pdk.Deck):
+    """A Deck serialised without indentation: pydeck indents its JSON, which triples big payloads."""
+
+    def to_json(self) -> str:
+        return json.dumps(self, default=default_serialize, separators=(",", ":"))
+
+
+class PrebuiltDeck(pdk.Deck):
+    """A Deck whose JSON was computed (and cached) earlier: st.pydeck_chart only calls to_json()."""
+
+    def __init__(self, spec: str, tooltip: dict | None = TOOLTIP) -> None:
+        super().__init__(layers=[], tooltip=tooltip)
+        self.spec = spec
+
+    def to_json(self) -> str:
+        return self.spec
+
+
+def build_deck(table: pd.DataFrame, view: pdk.ViewState, map_style: str | None = CARTO_POSITRON) -> pdk.Deck:
+    """A pydeck map of a layer table: filled outlines (``ring``) or points sized like parcels (``xy``).
+
+    ``map_style=None`` draws no basemap (plain background): parcels show even offline.
+    """
+    if "ring" in table:
+        layer = pdk.Layer(
+            "PolygonLayer", data=table.to_dict(orient="records"), id="parcels", get_polygon="ring", get_fill_color="rgb",
+            get_line_color="line", get_line_width=1, line_width_units="pixels", stroked=True, filled=True,
+            opacity=0.85, pickable=True, auto_highlight=True,
+        )
+    elif "xy" in table:
+        layer = pdk.Layer(
+            "ScatterplotLayer", data=table.to_dict(orient="records"), id="parcels", get_position="xy", get_fill_color="rgb", get_radius="r",
+            radius_units="meters", radius_min_pixels=2, radius_max_pixels=30, stroked=False, opacity=0.85,
+            pickable=True, auto_highlight=True,
+        )
+    else:
+        raise ValueError("layer table needs a 'ring' or an 'xy' column")
+    if map_style:
+        return CompactDeck(layers=[layer], initial_view_state=view, map_provider="carto", map_style=map_style,
+                           tooltip=TOOLTIP)
+    return CompactDeck(layers=[layer], initial_view_state=view, map_provider=None, map_style="", tooltip=TOOLTIP)
+
+
+def export_frame(parcels: pd.DataFrame) -> pd.DataFrame:
+    """The shown predictions as a flat table (no geometry)."""
+    columns = [column for column in EXPORT_COLUMNS if column in parcels.columns]
+    return pd.DataFrame(parcels[columns]).reset_index(drop=True)
+
+
+def to_csv_bytes(parcels: pd.DataFrame) -> bytes:
+    """CSV of the shown predictions."""
+    return export_frame(parcels).to_csv(index=False).encode("utf-8")
+
+
+def to_geopackage_bytes(parcels: gpd.GeoDataFrame, layer: str = "predictions") -> bytes:
+    """GeoPackage (EPSG:4326) of the shown predictions with their outlines, as bytes."""
+    frame = gpd.GeoDataFrame(export_frame(parcels), geometry=np.asarray(parcels.geometry.values),
+                             crs=parcels.crs or "EPSG:4326")
+    if "correct" in frame:
+        frame["correct"] = frame["correct"].astype("int8")
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "predictions.gpkg"
+        frame.to_file(path, layer=layer, driver="GPKG")
+        return path.read_bytes()
+
+
+def read_geopackage(data: bytes) -> gpd.GeoDataFrame:
+    """Parse GeoPackage bytes (used by tests to check exports)."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "in.gpkg"
+        path.write_bytes(data)
+        return gpd.read_file(path)
+
