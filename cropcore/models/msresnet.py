@@ -1,0 +1,134 @@
+"""MSResNet: a multi-scale 1-D ResNet with three parallel branches of kernel sizes 3, 5 and 7.
+
+Wang, Chen, Hao, Peng, Lu, "Multi-scale 1D ResNet" (https://github.com/geekfeiw/Multi-Scale-1D-ResNet),
+as used in BreizhCrops (Rußwurm et al. 2020, section 3; ``breizhcrops.models.MSResNet``).
+
+Input (batch, time, bands), output (batch, num_classes) log-probabilities. The series is first stretched
+to 512 steps by nearest-neighbour resampling (as the reference does), so any sequence length works and
+the pooling sizes (16, 11, 6) always reduce each branch to one step. Parameter names equal the
+reference's, so official checkpoints load with ``strict=True``.
+
+Differences from the reference (same function where it works):
+- Batch size 1: the reference squeezes the pooled features with ``squeeze()``, dropping the batch
+  dimension, and returns (num_classes,); here the output is always (batch, num_classes).
+- No ``layers`` argument: the fixed pooling sizes only fit one residual block per stage, the only
+  configuration the reference can run and the one of the published checkpoint.
+- Faster, same arithmetic: the resampling is an index gather in (batch, time, bands) layout, convolutions
+  run on that layout as channels_last memory (no transposes), and in eval mode every batch norm is folded
+  into the convolution before it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cropcore.models.base import TimeSeriesClassifier
+from cropcore.models.layers import batch_norm_last, fold_batch_norm, time_conv
+
+RESAMPLED_LENGTH = 512
+"""The reference stretches every series to this many steps before the first convolution."""
+
+
+def _conv_bn(x: torch.Tensor, conv: nn.Conv1d, bn: nn.BatchNorm1d, *, relu: bool = False) -> torch.Tensor:
+    """bn(conv(x)) (then ReLU) for x (batch, time, channels); batch norm folded into the weights in eval mode."""
+    if not bn.training:
+        weight, bias = fold_batch_norm(conv.weight, conv.bias, bn)
+        y = time_conv(x, weight, bias, stride=conv.stride[0], padding=conv.padding[0])
+        return _relu(y) if relu else y
+    y = time_conv(x, conv.weight, conv.bias, stride=conv.stride[0], padding=conv.padding[0])
+    return batch_norm_last(y, bn, relu=relu)
+
+
+def _relu(x: torch.Tensor) -> torch.Tensor:
+    """ReLU, in place unless autograd records (in-place ops on views cost autograd extra copies)."""
+    return F.relu(x) if torch.is_grad_enabled() else x.relu_()
+
+
+class _ResidualBlock(nn.Module):
+    """Two convolutions of one kernel size with a strided 1x1 shortcut.
+
+    Like the reference, the convolutions pad by 1 whatever the kernel size, so for kernels 5 and 7 the
+    output is shorter than the shortcut, which is cut at its end to fit.
+    """
+
+    def __init__(self, in_channels: int, channels: int, kernel_size: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv1d(in_channels, channels, kernel_size, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm1d(channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv1d(channels, channels, kernel_size, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm1d(channels)
+        self.downsample = nn.Sequential(
+            nn.Conv1d(in_channels, channels, kernel_size=1, stride=stride, bias=False),
+            nn.BatchNorm1d(channels),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (batch, time, in_channels) -> (batch, shorter time, channels)."""
+        out = _conv_bn(_conv_bn(x, self.conv1, self.bn1, relu=True), self.conv2, self.bn2)
+        residual = _conv_bn(x, self.downsample[0], self.downsample[1])[:, : out.shape[1]]
+        return _relu(out.add_(residual) if not torch.is_grad_enabled() else out + residual)
+
+
+class MSResNet(TimeSeriesClassifier):
+    """A 7-wide strided stem, then three branches of three residual stages (kernels 3, 5, 7; widths
+    ``hidden_dims``, 2x and 4x), each averaged over time, concatenated and classified linearly.
+
+    Published checkpoint: ``hidden_dims=32`` (535 785 parameters with 13 bands and 9 classes).
+
+    Args:
+        input_dim: number of bands.
+        num_classes: number of classes.
+        sequence_length: number of time steps (any: the series is resampled to 512 steps).
+        hidden_dims: width of the first stage.
+    """
+
+    def __init__(self, input_dim: int, num_classes: int, sequence_length: int, hidden_dims: int = 32) -> None:
+        super().__init__(input_dim, num_classes, sequence_length)
+        if not isinstance(hidden_dims, int) or hidden_dims < 1:
+            raise ValueError(f"MSResNet: hidden_dims must be a positive integer, got {hidden_dims!r}")
+        self.hidden_dims = hidden_dims
+        self.conv1 = nn.Conv1d(input_dim, hidden_dims, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm1d(hidden_dims)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool1d(kernel_size=3, stride=2, padding=1)
+        widths = (hidden_dims, 2 * hidden_dims, 4 * hidden_dims)
+        for kernel_size, pool_size in ((3, 16), (5, 11), (7, 6)):
+            in_channels = hidden_dims
+            for stage, width in enumerate(widths, start=1):
+                block = _ResidualBlock(in_channels, width, kernel_size, stride=2)
+                self.add_module(f"layer{kernel_size}x{kernel_size}_{stage}", nn.Sequential(block))
+                in_channels = width
+            self.add_module(f"maxpool{kernel_size}", nn.AvgPool1d(kernel_size=pool_size, stride=1, padding=0))
+        self.fc = nn.Linear(4 * hidden_dims * 3, num_classes)
+        self.register_buffer("_resample_index", torch.empty(0, dtype=torch.long), persistent=False)
+
+    def _resample(self, x: torch.Tensor) -> torch.Tensor:
+        """Nearest-neighbour stretch of (batch, time, bands) to 512 steps, the indices of ``F.interpolate``."""
+        steps = x.shape[1]
+        index = self._resample_index
+        stale = index.numel() != RESAMPLED_LENGTH or getattr(self, "_resample_steps", None) != steps
+        if stale or index.device != x.device:
+            positions = torch.arange(steps, dtype=torch.float32, device=x.device).view(1, 1, steps)
+            index = F.interpolate(positions, size=RESAMPLED_LENGTH, mode="nearest").view(-1).long()
+            self._resample_index = index
+            self._resample_steps = steps
+        return x.index_select(1, index)
+
+    def _branch(self, x: torch.Tensor, kernel_size: int) -> torch.Tensor:
+        """One branch: three residual stages, then the mean over the remaining steps (batch, channels)."""
+        for stage in (1, 2, 3):
+            x = getattr(self, f"layer{kernel_size}x{kernel_size}_{stage}")(x)
+        pool_size = getattr(self, f"maxpool{kernel_size}").kernel_size[0]
+        if x.shape[1] != pool_size:
+            raise RuntimeError(f"MSResNet branch {kernel_size} ends with {x.shape[1]} steps, expected {pool_size}")
+        return x.mean(dim=1)
+
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (batch, time, bands) -> (batch, num_classes) log-probabilities."""
+        x = _conv_bn(self._resample(x), self.conv1, self.bn1, relu=True)
+        x = F.max_pool2d(x.unsqueeze(1), kernel_size=(3, 1), stride=(2, 1), padding=(1, 0)).squeeze(1)
+        features = torch.cat([self._branch(x, kernel_size) for kernel_size in (3, 5, 7)], dim=1)
+        return F.log_softmax(self.fc(features), dim=-1)
