@@ -1,0 +1,160 @@
+"""`cropcore benchmark`: the protocol of the paper's section 4.2 for every model, as Table 2.
+
+For each model (the Random Forest and the seven networks) three runs: trained on FRH01-03 and tested on
+FRH04 (Table 2, top), then the cross-evaluation folds tested on FRH01 and FRH02; the bottom block is the
+mean ± std over the FRH01, FRH02 and FRH04 tests. FRH04 runs go first for every model, so an interrupted
+benchmark still has the top of the table. The tables are rewritten after each run.
+
+    cropcore benchmark --level L1C --models all                  # the paper's epochs: long
+    cropcore benchmark --level L1C --quick                       # demo preset, minutes on 2 cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from cropcore.evaluation import table2
+from cropcore.evaluation.metrics import PAPER_METRICS
+
+FOREST = "RandomForest"
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Settings shared by every run of a benchmark (None: each model's paper value)."""
+
+    name: str
+    epochs: int | None
+    batch_size: int
+    trees: int
+    test_draws: int
+    description: str
+    epoch_caps: Mapping[str, int] = field(default_factory=dict)
+
+    def epochs_of(self, model: str) -> int | None:
+        """Epochs for one network (None: the paper's), at most its cap."""
+        if self.epochs is None:
+            return None
+        return min(self.epochs, self.epoch_caps.get(model, self.epochs))
+
+
+FULL = Preset("full", None, 1024, 500, 1, "paper settings: each model's epochs, batch 1024, 500 trees, 1 test draw")
+#: Sized for the default demo (about 1 500 parcels per region) on 2 CPU cores in under 15 minutes:
+#: OmniScaleCNN and the LSTM cost 5-10x more per parcel on CPU than the others, so they get fewer epochs.
+QUICK = Preset("quick", 3, 256, 100, 1,
+               "quick: 3 epochs per network (OmniScaleCNN 1, LSTM 2), batch 256, the paper's learning rates "
+               "and weight decays, 100 trees (depth 25), 1 seeded test draw",
+               epoch_caps={"OmniScaleCNN": 1, "LSTM": 2})
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--level", default="L1C", help="L1C or L2A")
+    parser.add_argument("--models", default="all", help="'all' or a comma-separated list (RandomForest included)")
+    parser.add_argument("--epochs", type=int, help="epochs of every network (default: preset / paper)")
+    parser.add_argument("--batch-size", type=int, help="default: preset (1024, quick 256)")
+    parser.add_argument("--trees", type=int, help="Random Forest trees (default: preset, 500 / quick 100)")
+    parser.add_argument("--test-draws", type=int, help="seeded draws averaged per test parcel (default 1)")
+    parser.add_argument("--root", help="dataset root (default: the simulated demo)")
+    parser.add_argument("--quick", action="store_true", help=QUICK.description)
+    parser.add_argument("--folds", choices=("all", "top"), default="all",
+                        help="'top': only the FRH04 test (Table 2 top), 'all': also the cross-evaluation folds")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/table2"), help="output folder")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+
+
+def model_names(text: str) -> list[str]:
+    """'all' -> RF and the seven networks; otherwise canonical names (unknown names listed as errors)."""
+    from cropcore.models import NAMES, find_spec
+
+    if text.strip().lower() == "all":
+        return [FOREST, *NAMES]
+    names = []
+    for name in (part.strip() for part in text.split(",") if part.strip()):
+        names.append(FOREST if name.lower() in ("randomforest", "rf") else find_spec(name).name)
+    return names
+
+
+def preset_of(args: argparse.Namespace) -> Preset:
+    base = QUICK if args.quick else FULL
+    changes = {key: value for key, value in (("epochs", args.epochs), ("batch_size", args.batch_size),
+                                             ("trees", args.trees), ("test_draws", args.test_draws))
+               if value is not None}
+    if "epochs" in changes:
+        changes["epoch_caps"] = {}
+    return replace(base, **changes, description=base.description + (f"; overrides {changes}" if changes else ""))
+
+
+def run(args: argparse.Namespace) -> int:
+    from cropcore.data import demo_root
+    from cropcore.data.layout import SIMULATED_MARKER
+    from cropcore.training import protocol
+    from cropcore.training.loop import resolve_config, train
+
+    preset = preset_of(args)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    models = model_names(args.models)
+    root = Path(args.root) if args.root else demo_root()
+    simulated = (root / SIMULATED_MARKER).is_file()
+    regions = [table2.TOP_REGION] if args.folds == "top" else [table2.TOP_REGION, "frh01", "frh02"]
+    args.out.mkdir(parents=True, exist_ok=True)
+    scores: dict[str, dict[str, dict[str, float]]] = {model: {} for model in models}
+    timings: list[dict[str, Any]] = []
+    began = time.perf_counter()
+    print(f"benchmark {args.level} on {root} ({'SIMULATED data' if simulated else 'real data'}); {preset.description}",
+          flush=True)
+    for region in regions:
+        mode = protocol.CROSS_EVALUATION[region]
+        for model in models:
+            config = resolve_config(
+                model, level=args.level, mode=mode, root=str(root), out=str(args.out / "runs"),
+                epochs=preset.epochs_of(model) if model != FOREST else None, batch_size=preset.batch_size,
+                seed=args.seed,
+                device=args.device, test_draws=preset.test_draws, progress=False,
+                hparams={"n_estimators": preset.trees} if model == FOREST else {},
+                run_name=f"{model}-{args.level}-{mode}",
+            )
+            started = time.perf_counter()
+            print(f"[{time.perf_counter() - began:6.0f} s] {model} {mode} (test {region})", flush=True)
+            result = train(config)
+            if result.metrics is None:
+                raise RuntimeError(f"{model} {mode} ended {result.state}: {result.run_dir}")
+            report = result.metrics["regions"][region]
+            scores[model][region] = {metric: report[metric] for metric in PAPER_METRICS}
+            timings.append({"model": model, "mode": mode, "test": region, "seconds": time.perf_counter() - started,
+                            "run": str(result.run_dir), **scores[model][region]})
+            _write(args, scores, timings, preset, root, simulated, time.perf_counter() - began)
+    print()
+    print(table2.render_text(scores, args.level))
+    print(f"total {time.perf_counter() - began:.0f} s; wrote {args.out / f'table2-{args.level}.md'} and .csv")
+    return 0
+
+
+def _write(args: argparse.Namespace, scores: dict, timings: list, preset: Preset, root: Path, simulated: bool,
+           seconds: float) -> None:
+    """Markdown, CSV and a JSON record of the runs so far (atomically: readers never see half a table)."""
+    from cropcore.training import runs
+
+    notes = [
+        f"data: {'SIMULATED demo (not the real BreizhCrops)' if simulated else 'BreizhCrops'} at {root}",
+        f"preset: {preset.description}",
+        f"seed {args.seed}, device {args.device}, {seconds:.0f} s in total",
+        "the paper block shows the published numbers on the real data, for comparison",
+    ]
+    stem = args.out / f"table2-{args.level}"
+    runs.write_bytes(stem.with_suffix(".md"), table2.render_markdown(scores, args.level, notes=notes).encode())
+    table = table2.long_table(scores, args.level)
+    runs.write_with(stem.with_suffix(".csv"), lambda temporary: table.to_csv(temporary, index=False))
+    runs.write_bytes(stem.with_suffix(".json"), json.dumps(
+        {"level": args.level, "preset": asdict(preset), "simulated": simulated, "root": str(root),
+         "seconds": seconds, "runs": timings}, indent=2, default=dict).encode())

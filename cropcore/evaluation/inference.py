@@ -1,0 +1,209 @@
+"""Class probabilities for every parcel of some regions, deterministic by construction.
+
+The reference re-draws the random 45-step sub-sample each time it scores a region, so its numbers move
+from run to run. Here draw ``k`` uses ``Batches(seed=seed + k)``: the same seed always gives the same
+scores, and ``draws > 1`` averages the class probabilities over several sub-samples.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from cropcore.constants import CLASSES, SEQUENCE_LENGTH
+from cropcore.training import distributed
+from cropcore.training.distributed import Distributed
+
+#: Parcels per inference batch. Fixed, because the seeded 45-step draws of ``Batches`` follow its batch
+#: boundaries: a constant batch size keeps a run's scores and ``cropcore evaluate``'s identical.
+INFERENCE_BATCH_SIZE = 1024
+#: Column of the predictions table holding the probability of each class.
+PROBABILITY_COLUMNS: tuple[str, ...] = tuple(f"prob_{name}" for name in CLASSES)
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Per-parcel results: ids, region, true class id, probabilities [N, num_classes] (float32)."""
+
+    ids: np.ndarray
+    regions: np.ndarray
+    true: np.ndarray
+    probabilities: np.ndarray
+
+    @property
+    def predicted(self) -> np.ndarray:
+        return self.probabilities.argmax(axis=1).astype(np.int64)
+
+    def nll(self) -> float:
+        """Mean negative log-likelihood of the true class (the test loss)."""
+        if not len(self.true):
+            return float("nan")
+        picked = self.probabilities[np.arange(len(self.true)), self.true].astype(np.float64)
+        return float(-np.log(np.clip(picked, 1e-12, None)).mean())
+
+    def region(self, region: str) -> Predictions:
+        """The rows of one region."""
+        keep = self.regions == region
+        return Predictions(self.ids[keep], self.regions[keep], self.true[keep], self.probabilities[keep])
+
+    def frame(self) -> pd.DataFrame:
+        """The run folder's predictions table: id, region, true, predicted, prob_<class> x9."""
+        table = pd.DataFrame({
+            "id": self.ids.astype(np.int64), "region": self.regions.astype(str),
+            "true": self.true.astype(np.int64), "predicted": self.predicted,
+        })
+        for column, values in zip(PROBABILITY_COLUMNS, self.probabilities.T.astype(np.float32), strict=True):
+            table[column] = values
+        return table
+
+    @classmethod
+    def from_frame(cls, table: pd.DataFrame) -> Predictions:
+        """Back from a predictions table (probabilities; one-hot of ``predicted`` if they are absent)."""
+        if all(column in table.columns for column in PROBABILITY_COLUMNS):
+            probabilities = table[list(PROBABILITY_COLUMNS)].to_numpy(np.float32)
+        else:
+            probabilities = np.eye(len(CLASSES), dtype=np.float32)[table["predicted"].to_numpy(np.int64)]
+        return cls(table["id"].to_numpy(np.int64), table["region"].astype(str).to_numpy(),
+                   table["true"].to_numpy(np.int64), probabilities)
+
+    @classmethod
+    def concatenate(cls, parts: Sequence[Predictions]) -> Predictions:
+        return cls(*(np.concatenate([getattr(part, name) for part in parts])
+                     for name in ("ids", "regions", "true", "probabilities")))
+
+
+def autocast(device: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA (tensor cores), nothing on CPU (bf16 matmuls are slow on most CPUs)."""
+    if str(device).startswith("cuda"):
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def _one_draw(model: nn.Module, dataset, *, seed: int, device: str,
+              context: Distributed) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ids, true, probabilities of one seeded sub-sample of one region (this rank's shard)."""
+    from cropcore.data import Batches
+
+    batches = Batches(dataset, batch_size=INFERENCE_BATCH_SIZE, sequence_length=SEQUENCE_LENGTH, shuffle=False,
+                      seed=seed, device=device, drop_last=False, rank=context.rank, world_size=context.world_size)
+    ids, true, probabilities = [], [], []
+    for x, y, field_id in batches:
+        with autocast(device):
+            log_probabilities = model(x)
+        probabilities.append(log_probabilities.float().exp().cpu().numpy())
+        true.append(y.cpu().numpy())
+        ids.append(field_id.cpu().numpy())
+    if not ids:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, len(CLASSES)), np.float32)
+    return np.concatenate(ids).astype(np.int64), np.concatenate(true).astype(np.int64), np.concatenate(probabilities)
+
+
+def _order_by_id(ids: np.ndarray, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    order = np.argsort(ids, kind="stable")
+    return (ids[order], *(array[order] for array in arrays))
+
+
+def predict(
+    model: nn.Module,
+    datasets: Sequence,
+    *,
+    seed: int = 0,
+    draws: int = 1,
+    device: str = "cpu",
+    context: Distributed | None = None,
+) -> Predictions:
+    """Average class probabilities over ``draws`` seeded sub-samples, region by region.
+
+    Args:
+        model: a network returning log-probabilities; put in eval mode here (and left so).
+        datasets: BreizhCrops regions; each parcel keeps its dataset's region name.
+        seed: draw ``k`` uses ``seed + k``.
+        context: under torchrun each rank scores its shard and every rank gets the gathered result.
+
+    Returns:
+        Predictions sorted by region order then parcel id.
+    """
+    if draws < 1:
+        raise ValueError(f"draws must be at least 1, got {draws}")
+    context = context or Distributed()
+    model.eval()
+    parts = []
+    for dataset in datasets:
+        ids = true = None
+        total = None
+        for draw in range(draws):
+            draw_ids, draw_true, probabilities = _order_by_id(
+                *_one_draw(model, dataset, seed=seed + draw, device=device, context=context))
+            if ids is None:
+                ids, true, total = draw_ids, draw_true, probabilities.astype(np.float64)
+            elif not np.array_equal(ids, draw_ids):
+                raise RuntimeError("Batches returned different parcels for two draws of the same region")
+            else:
+                total += probabilities
+        region = np.full(len(ids), str(dataset.region), dtype=object)
+        parts.append(Predictions(ids, region, true, (total / draws).astype(np.float32)))
+    local = Predictions.concatenate(parts)
+    if not context.enabled:
+        return local
+    return _merge_ranks(distributed.gather_objects(local, context))
+
+
+def _merge_ranks(parts: Sequence[Predictions]) -> Predictions:
+    """One row per (region, parcel) from every rank's shard (padding duplicates dropped)."""
+    merged = Predictions.concatenate(parts)
+    keys = pd.DataFrame({"region": merged.regions, "id": merged.ids})
+    keep = ~keys.duplicated().to_numpy()
+    merged = Predictions(merged.ids[keep], merged.regions[keep], merged.true[keep], merged.probabilities[keep])
+    order = np.lexsort((merged.ids, merged.regions.astype(str)))
+    return Predictions(merged.ids[order], merged.regions[order], merged.true[order], merged.probabilities[order])
+
+
+# ------------------------------------------------------------------------ scoring saved models
+
+
+def checkpoint_of_run(run_dir: Path) -> Path:
+    """The checkpoint a run reports: best.pt (validation mode) if present, else checkpoint.pt.
+
+    Raises:
+        FileNotFoundError: if the run has neither (a Random Forest run, or a run that never finished an epoch).
+    """
+    from cropcore.training import runs
+
+    for name in (runs.BEST, runs.CHECKPOINT):
+        if (Path(run_dir) / name).is_file():
+            return Path(run_dir) / name
+    raise FileNotFoundError(f"run {run_dir} has no {runs.BEST} or {runs.CHECKPOINT}")
+
+
+def open_regions(regions: Sequence[str], *, root: str | Path | None, level: str) -> list:
+    """BreizhCrops datasets of some regions (root default: the demo)."""
+    from cropcore.data import BreizhCrops, demo_root
+
+    root = Path(root) if root else demo_root()
+    return [BreizhCrops(region, root=root, level=level) for region in regions]
+
+
+def score_checkpoint(path: Path, regions: Sequence[str], *, root: str | Path | None = None, level: str | None = None,
+                     seed: int = 0, draws: int = 1, device: str = "cpu") -> Predictions:
+    """Predictions of a cropcore checkpoint for every parcel of some regions.
+
+    Raises:
+        ValueError: the checkpoint's input dimension or class count does not fit the data (says which).
+    """
+    from cropcore.training import checkpoint
+
+    payload = checkpoint.load_checkpoint(path)
+    level = level or payload.get("level") or "L1C"
+    datasets = open_regions(regions, root=root, level=level)
+    checkpoint.check_compatible(payload, input_dim=len(datasets[0].bands), num_classes=len(CLASSES),
+                                source=f"level {level}")
+    network = checkpoint.model_from_checkpoint(path, payload, device=device)
+    return predict(network, datasets, seed=seed, draws=draws, device=device)

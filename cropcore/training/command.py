@@ -1,0 +1,91 @@
+"""`cropcore train`: one run of the paper's protocol into a run folder.
+
+Examples::
+
+    cropcore train --model TempCNN --level L1C --mode evaluation1 --epochs 20
+    cropcore train --model RandomForest --mode validation
+    cropcore train --resume runs/20260101-120000-TempCNN-L1C-evaluation1
+    torchrun --nproc_per_node=2 -m cropcore train --model Transformer --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from cropcore.training import protocol, runs
+
+
+def parse_hparam(text: str) -> tuple[str, Any]:
+    """``name=value`` with the value read as JSON when it parses (numbers, booleans), else as text."""
+    name, separator, value = text.partition("=")
+    if not separator or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    try:
+        return name.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return name.strip(), value
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `cropcore train`; None means "the paper's value for this model"."""
+    parser.add_argument("--model", help="TempCNN, MSResNet, InceptionTime, OmniScaleCNN, LSTM, StarRNN, "
+                                        "Transformer or RandomForest (required unless --resume)")
+    parser.add_argument("--level", default="L1C", help="L1C (top of atmosphere) or L2A (default L1C)")
+    parser.add_argument("--mode", default="evaluation1", choices=[*protocol.MODES, "evaluation"],
+                        help="split by department (validation: train FRH01-02, test FRH03; evaluation1: train "
+                             "FRH01-03, test FRH04; evaluation2/3/4: test FRH03/FRH02/FRH01)")
+    parser.add_argument("--root", help="dataset root (default: the simulated demo)")
+    parser.add_argument("--epochs", type=int, help="training epochs (default: the paper's for the model)")
+    parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--learning-rate", type=float, help="Adam learning rate (default: the paper's)")
+    parser.add_argument("--weight-decay", type=float, help="Adam weight decay (default: the paper's)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    parser.add_argument("--out", default="runs", help="folder that receives the run folder (default runs/)")
+    parser.add_argument("--run-name", help="name of the run folder (default: time-model-level-mode)")
+    parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a run from its checkpoint")
+    parser.add_argument("--test-draws", type=int, default=1,
+                        help="average class probabilities over K seeded 45-step draws of each test parcel")
+    parser.add_argument("--hparam", action="append", type=parse_hparam, default=[], metavar="NAME=VALUE",
+                        help="override a model hyperparameter (repeatable), e.g. hidden_dims=64 or n_estimators=100")
+    parser.add_argument("--save-forest", action="store_true",
+                        help="RandomForest: also save forest.joblib (pickle: load only files you trust)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (epoch lines only)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Resolve the configuration, train, and print where the run is; 1 if it was cancelled."""
+    from cropcore.training.loop import config_from_record, resolve_config, stop_on_sigterm, train
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+    if args.resume is not None:
+        record = runs.read_json(args.resume / runs.CONFIG) if (args.resume / runs.CONFIG).is_file() else None
+        if record is None:
+            raise FileNotFoundError(f"cannot resume {args.resume}: no {runs.CONFIG}")
+        config = config_from_record(record, epochs=args.epochs, progress=not args.no_progress)
+    else:
+        if not args.model:
+            raise ValueError("--model is required (or --resume RUN_DIR)")
+        config = resolve_config(
+            args.model, level=args.level, mode=args.mode, root=args.root, out=args.out, epochs=args.epochs,
+            batch_size=args.batch_size, learning_rate=args.learning_rate, weight_decay=args.weight_decay,
+            seed=args.seed, device=args.device, hparams=dict(args.hparam), test_draws=args.test_draws,
+            run_name=args.run_name, progress=not args.no_progress, save_forest=args.save_forest,
+        )
+    stop_on_sigterm()
+    result = train(config, resume=args.resume)
+    if result.metrics is not None:
+        for region, report in result.metrics["regions"].items():
+            print(f"{region}: OA {report['overall_accuracy']:.4f}  AA {report['average_accuracy']:.4f}  "
+                  f"wF1 {report['weighted_f1']:.4f}  kappa {report['kappa']:.4f}  (epoch {result.metrics['epoch']})")
+    if result.metrics is not None or result.state != "done":
+        print(f"run {result.state}: {result.run_dir}")
+    return 0 if result.state == "done" else 1

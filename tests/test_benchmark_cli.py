@@ -1,0 +1,64 @@
+"""`cropcore benchmark` on the tiny demo: one network and the forest, one epoch, the Table 2 layout."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from cropcore.cli import main
+from cropcore.evaluation import table2
+
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny batches: one torch thread is faster than two, and far faster on a shared, loaded machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+def test_quick_benchmark_writes_table2(sim_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "table2"
+    code = main(["benchmark", "--level", "L1C", "--models", "TempCNN,RandomForest", "--quick", "--epochs", "1",
+                 "--trees", "5", "--batch-size", "64", "--root", str(sim_root), "--out", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "trained on FRH01-03, tested on FRH04" in printed and "cross-evaluation" in printed
+
+    markdown = (out / "table2-L1C.md").read_text()
+    for label in ("| OA |", "| AA |", "| weighted F1 |", "| kappa |", "| | RF | TempCNN |", "SIMULATED", "quick"):
+        assert label in markdown, label
+    assert "0.770" in markdown  # the paper's RF overall accuracy, side by side
+
+    table = pd.read_csv(out / "table2-L1C.csv")
+    assert set(table["model"]) == {"RF", "TempCNN"}
+    cross = table[table["section"] == "cross-evaluation"]
+    assert (cross["folds"] == 3).all() and cross["std"].notna().all()
+    record = json.loads((out / "table2-L1C.json").read_text())
+    assert {(run["model"], run["test"]) for run in record["runs"]} == {
+        (model, region) for model in ("TempCNN", "RandomForest") for region in ("frh01", "frh02", "frh04")}
+    assert len(list((out / "runs").iterdir())) == 6
+
+
+def test_unknown_model_lists_the_valid_names(sim_root: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["benchmark", "--models", "TempCNN,Nope", "--root", str(sim_root), "--out", str(tmp_path)]) == 2
+    assert "Transformer" in capsys.readouterr().err
+
+
+def test_table2_layout_without_data() -> None:
+    def scores_with(accuracy: float) -> dict[str, float]:
+        return {"overall_accuracy": accuracy, "average_accuracy": 0.4, "weighted_f1": 0.45, "kappa": 0.3}
+
+    scores = {"Transformer": {"frh04": scores_with(0.5)},
+              "RandomForest": {"frh01": scores_with(0.6), "frh02": scores_with(0.4), "frh04": scores_with(0.5)}}
+    blocks = list(table2.blocks(scores, "L2A").values())
+    assert list(blocks[0].columns) == ["RF", "Transformer"]  # the paper's column order
+    assert list(blocks[0].index) == ["OA", "AA", "weighted F1", "kappa"]
+    assert blocks[1].loc["OA", "RF"] == "0.500 ± 0.082" and blocks[1].loc["OA", "Transformer"] == "0.500"
+    assert blocks[2].loc["kappa", "Transformer"] == "0.750"

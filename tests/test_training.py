@@ -1,0 +1,247 @@
+"""`cropcore train`, `evaluate` and `predict` end to end on the tiny simulated demo.
+
+Networks are made small through ``--hparam`` so that each run takes a few seconds on 2 cores.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from cropcore.cli import main
+from cropcore.constants import CLASSES
+from cropcore.training import runs
+from cropcore.training.loop import Hooks, NonFiniteLossError, resolve_config, train
+
+SMALL = {"hidden_dims": 16}  # TempCNN at a fraction of its size
+PREDICTION_COLUMNS = ["id", "region", "true", "predicted", *(f"prob_{name}" for name in CLASSES)]
+
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny batches: one torch thread is faster than two, and far faster on a shared, loaded machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+def tiny(root: Path, out: Path, **settings) -> object:
+    base = {"level": "L1C", "mode": "evaluation1", "root": str(root), "out": str(out), "epochs": 2,
+            "batch_size": 64, "hparams": SMALL, "progress": False}
+    return resolve_config("TempCNN", **{**base, **settings})
+
+
+@pytest.fixture(scope="module")
+def finished_run(sim_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("runs")
+    code = main(["train", "--model", "tempcnn", "--root", str(sim_root), "--out", str(out), "--epochs", "2",
+                 "--batch-size", "64", "--hparam", "hidden_dims=16", "--run-name", "tiny", "--no-progress"])
+    assert code == 0
+    return out / "tiny"
+
+
+def test_run_folder_follows_the_contract(finished_run: Path) -> None:
+    names = {path.name for path in finished_run.iterdir()}
+    assert {"config.json", "status.json", "log.csv", "checkpoint.pt", "metrics.json", "predictions.parquet"} <= names
+    assert not [name for name in names if name.startswith(".")]  # no temporary files left
+    config = runs.read_json(finished_run / "config.json")
+    assert config["model"] == "TempCNN" and config["train_regions"] == ["frh01", "frh02", "frh03"]
+    assert config["test_regions"] == ["frh04"] and config["simulated"] is True
+    assert config["learning_rate"] == pytest.approx(0.00023892874563871753)
+    status = runs.read_status(finished_run)
+    assert status["state"] == "done" and status["epoch"] == 2 and status["error"] is None
+    log = pd.read_csv(finished_run / "log.csv")
+    assert list(log.columns) == list(runs.LOG_COLUMNS) and log["epoch"].tolist() == [1, 2]
+    metrics = runs.read_json(finished_run / "metrics.json")
+    assert metrics["epoch"] == 2 and set(metrics["regions"]) == {"frh04"}
+    report = metrics["regions"]["frh04"]
+    expected = {"overall_accuracy", "average_accuracy", "weighted_f1", "kappa", "macro_f1", "per_class", "confusion"}
+    assert expected <= set(report)
+    assert report["overall_accuracy"] == pytest.approx(log["overall_accuracy"].iloc[-1])
+
+
+def test_checkpoint_is_plain_data(finished_run: Path) -> None:
+    payload = torch.load(finished_run / "checkpoint.pt", weights_only=True)
+    assert payload["format"] == "cropcore-checkpoint" and payload["model"] == "TempCNN"
+    assert (payload["input_dim"], payload["num_classes"], payload["sequence_length"]) == (13, 9, 45)
+    assert payload["epoch"] == 2 and payload["hparams"]["hidden_dims"] == 16
+    assert payload["band_order"][:2] == ["B1", "B2"] and "optimizer_state" in payload
+
+
+def test_predictions_table(finished_run: Path, sim_root: Path) -> None:
+    from cropcore.data import BreizhCrops
+
+    table = pd.read_parquet(finished_run / "predictions.parquet")
+    assert list(table.columns) == PREDICTION_COLUMNS
+    assert len(table) == len(BreizhCrops("frh04", root=sim_root)) and table["id"].is_unique
+    probabilities = table[PREDICTION_COLUMNS[4:]].to_numpy()
+    assert probabilities.dtype == np.float32 and np.allclose(probabilities.sum(axis=1), 1, atol=1e-4)
+    assert (table["predicted"] == probabilities.argmax(axis=1)).all()
+
+
+def test_cancel_then_resume_equals_an_uninterrupted_run(sim_root: Path, tmp_path: Path, finished_run: Path) -> None:
+    """Also proves repeatability: the same seed in a fresh run gives identical weights and scores."""
+    hooks = Hooks(on_epoch_end=lambda epoch, run_dir: runs.request_cancel(run_dir) if epoch == 1 else None)
+    stopped = train(tiny(sim_root, tmp_path), hooks=hooks)
+    assert stopped.state == "cancelled" and runs.read_status(stopped.run_dir)["state"] == "cancelled"
+    assert torch.load(stopped.run_dir / "checkpoint.pt", weights_only=True)["epoch"] == 1
+    assert main(["train", "--resume", str(stopped.run_dir), "--no-progress"]) == 0
+    assert runs.read_status(stopped.run_dir)["state"] == "done"
+    resumed = torch.load(stopped.run_dir / "checkpoint.pt", weights_only=True)["model_state"]
+    reference = torch.load(finished_run / "checkpoint.pt", weights_only=True)["model_state"]
+    for key, value in reference.items():
+        assert torch.equal(resumed[key], value), key
+    pd.testing.assert_frame_equal(pd.read_csv(stopped.run_dir / "log.csv").drop(columns="seconds"),
+                                  pd.read_csv(finished_run / "log.csv").drop(columns="seconds"))
+    pd.testing.assert_frame_equal(pd.read_parquet(stopped.run_dir / "predictions.parquet"),
+                                  pd.read_parquet(finished_run / "predictions.parquet"))
+
+
+def test_validation_mode_reports_the_best_epoch_by_validation_loss(sim_root: Path, tmp_path: Path) -> None:
+    result = train(tiny(sim_root, tmp_path, mode="validation", epochs=3, learning_rate=0.05,
+                         batch_size=256))
+    log = pd.read_csv(result.run_dir / "log.csv")
+    best = int(log.loc[log["test_loss"].idxmin(), "epoch"])
+    assert result.metrics["epoch"] == best and set(result.metrics["regions"]) == {"frh03"}
+    assert torch.load(result.run_dir / "best.pt", weights_only=True)["epoch"] == best
+
+
+def test_non_finite_loss_fails_the_run_naming_epoch_and_batch(sim_root: Path, tmp_path: Path) -> None:
+    def poison(epoch: int, batch: int, model: torch.nn.Module) -> None:
+        if (epoch, batch) == (1, 2):
+            with torch.no_grad():
+                next(model.parameters()).fill_(float("nan"))
+
+    with pytest.raises(NonFiniteLossError, match="epoch 1, batch 2"):
+        train(tiny(sim_root, tmp_path, run_name="nan"), hooks=Hooks(on_batch=poison))
+    status = runs.read_status(tmp_path / "nan")
+    assert status["state"] == "failed" and "epoch 1, batch 2" in status["error"]
+
+
+def test_test_draws_are_seeded_and_averaged(finished_run: Path, sim_root: Path) -> None:
+    from cropcore.evaluation.inference import score_checkpoint
+
+    path = finished_run / "checkpoint.pt"
+    one = score_checkpoint(path, ["frh04"], root=sim_root)
+    again = score_checkpoint(path, ["frh04"], root=sim_root)
+    three = score_checkpoint(path, ["frh04"], root=sim_root, draws=3)
+    second = score_checkpoint(path, ["frh04"], root=sim_root, seed=1)
+    assert np.array_equal(one.probabilities, again.probabilities)  # deterministic
+    assert not np.allclose(one.probabilities, three.probabilities)
+    averaged = (one.probabilities + second.probabilities
+                + score_checkpoint(path, ["frh04"], root=sim_root, seed=2).probabilities) / 3
+    assert np.allclose(three.probabilities, averaged, atol=1e-6)
+
+
+def test_random_forest_through_the_same_command(sim_root: Path, tmp_path: Path) -> None:
+    code = main(["train", "--model", "RandomForest", "--mode", "evaluation4", "--root", str(sim_root), "--out",
+                 str(tmp_path), "--hparam", "n_estimators=10", "--run-name", "rf", "--save-forest"])
+    assert code == 0
+    run_dir = tmp_path / "rf"
+    assert runs.read_status(run_dir)["state"] == "done" and not (run_dir / "checkpoint.pt").exists()
+    table = pd.read_parquet(run_dir / "predictions.parquet")
+    assert list(table.columns) == PREDICTION_COLUMNS and set(table["region"]) == {"frh01"}
+    assert (run_dir / "forest.joblib").is_file()
+    assert runs.read_json(run_dir / "metrics.json")["regions"]["frh01"]["parcels"] == len(table)
+    # the saved forest predicts the same parcels again, through `cropcore predict`
+    assert main(["predict", "--run", str(run_dir), "--region", "frh01", "--out", str(tmp_path / "rf.parquet")]) == 0
+    again = pd.read_parquet(tmp_path / "rf.parquet")
+    assert (again["predicted"].to_numpy() == table["predicted"].to_numpy()).all()
+
+
+def test_bad_input_messages(sim_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--model", "ResNet50", "--root", str(sim_root), "--out", str(tmp_path)]) == 2
+    message = capsys.readouterr().err
+    assert "unknown model 'ResNet50'" in message and "TempCNN" in message and "RandomForest" in message
+    with pytest.raises(ValueError, match="learning_rate"):
+        tiny(sim_root, tmp_path, learning_rate=-1.0)
+    with pytest.raises(ValueError, match="no hyperparameter"):
+        tiny(sim_root, tmp_path, hparams={"depth": 3})
+    with pytest.raises(ValueError, match="takes no learning_rate"):
+        resolve_config("RandomForest", root=str(sim_root), learning_rate=0.1)
+
+
+def test_evaluate_cli(finished_run: Path, sim_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["evaluate", "--run", str(finished_run), "--json", str(tmp_path / "scores.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "overall accuracy" in printed and "Cohen's kappa" in printed and "confusion" in printed
+    scores = json.loads((tmp_path / "scores.json").read_text())
+    stored = runs.read_json(finished_run / "metrics.json")["regions"]["frh04"]
+    assert scores["regions"]["frh04"]["kappa"] == pytest.approx(stored["kappa"])
+    # the checkpoint re-scored on the same region with the same seed gives the same numbers
+    assert main(["evaluate", "--checkpoint", str(finished_run / "checkpoint.pt"), "--region", "frh04", "--root",
+                 str(sim_root), "--json", str(tmp_path / "again.json")]) == 0
+    again = json.loads((tmp_path / "again.json").read_text())["regions"]["frh04"]
+    assert again["overall_accuracy"] == pytest.approx(stored["overall_accuracy"])
+    assert again["confusion"] == stored["confusion"]
+
+
+def test_checkpoint_for_another_input_dimension_is_refused(finished_run: Path, sim_root: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["evaluate", "--checkpoint", str(finished_run / "checkpoint.pt"), "--region", "frh01", "--level",
+                 "L2A", "--root", str(sim_root)])
+    assert code == 2
+    message = capsys.readouterr().err
+    assert "input dimension 13" in message and "10 bands" in message
+
+
+def test_predict_cli_parquet_and_geopackage(finished_run: Path, sim_root: Path, tmp_path: Path) -> None:
+    from cropcore.data import BreizhCrops
+
+    parcels = len(BreizhCrops("frh02", root=sim_root))
+    assert main(["predict", "--run", str(finished_run), "--region", "frh02", "--root", str(sim_root),
+                 "--out", str(tmp_path / "frh02.parquet")]) == 0
+    table = pd.read_parquet(tmp_path / "frh02.parquet")
+    assert list(table.columns) == PREDICTION_COLUMNS and len(table) == parcels
+    assert main(["predict", "--checkpoint", str(finished_run / "checkpoint.pt"), "--region", "frh02", "--root",
+                 str(sim_root), "--out", str(tmp_path / "frh02.gpkg")]) == 0
+    layer = gpd.read_file(tmp_path / "frh02.gpkg")
+    assert len(layer) == parcels and layer.crs.to_epsg() == 4326 and "prob_wheat" in layer.columns
+    assert main(["predict", "--run", str(finished_run), "--region", "frh02", "--out", str(tmp_path / "x.txt")]) == 2
+
+
+@pytest.mark.gpu
+def test_cuda_bf16_training(sim_root: Path, tmp_path: Path) -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    result = train(tiny(sim_root, tmp_path, device="cuda", epochs=1))
+    assert result.state == "done" and runs.read_json(result.run_dir / "config.json")["device"] == "cuda"
+
+
+def _launch_and_wait_until_training(sim_root: Path, out: Path, name: str) -> subprocess.Popen:
+    command = [sys.executable, "-m", "cropcore", "train", "--model", "TempCNN", "--root", str(sim_root), "--out",
+               str(out), "--epochs", "500", "--batch-size", "16", "--hparam", "hidden_dims=8", "--run-name", name,
+               "--no-progress", "--threads", "1"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if (out / name / "log.csv").is_file():  # at least one epoch done: surely inside the loop
+            return process
+        time.sleep(0.2)
+    process.kill()
+    raise AssertionError("the training process never got going")
+
+
+@pytest.mark.slow  # two real training processes: about 30 s on an idle machine
+def test_terminated_run_is_cancelled_and_killed_run_reads_failed(sim_root: Path, tmp_path: Path) -> None:
+    terminated = _launch_and_wait_until_training(sim_root, tmp_path, "term")
+    terminated.send_signal(signal.SIGTERM)
+    assert terminated.wait(timeout=60) == 1
+    assert runs.read_status(tmp_path / "term")["state"] == "cancelled"
+
+    killed = _launch_and_wait_until_training(sim_root, tmp_path, "kill")
+    killed.kill()
+    killed.wait(timeout=60)
+    status = runs.read_status(tmp_path / "kill")
+    assert status["state"] == "failed" and "stopped without finishing" in status["error"]
