@@ -28,7 +28,9 @@ class TimeSeriesClassifier(nn.Module):
         self.input_dim = input_dim
         self.num_classes = num_classes
         self.sequence_length = sequence_length
-        self.band_permutation: torch.Tensor | None = None
+        # A non-persistent buffer (None until set): moves with .to(device), never enters the state_dict.
+        self.band_permutation: torch.Tensor | None
+        self.register_buffer("band_permutation", None, persistent=False)
 
     def set_band_permutation(self, permutation: Sequence[int] | None) -> None:
         """Feed band ``permutation[j]`` of the caller's input as the network's band ``j`` (None: as given)."""
@@ -39,7 +41,7 @@ class TimeSeriesClassifier(nn.Module):
         if sorted(order.tolist()) != list(range(self.input_dim)):
             raise ValueError(f"band permutation must reorder 0..{self.input_dim - 1}, got {order.tolist()}")
         device = next(self.parameters()).device
-        self.register_buffer("band_permutation", order.to(device), persistent=False)
+        self.band_permutation = order.to(device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (batch, time, bands) float reflectance 0-1 -> (batch, num_classes) log-probabilities."""

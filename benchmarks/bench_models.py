@@ -1,0 +1,295 @@
+"""Side-by-side speed of cropcore's networks and the reference package's, same configuration.
+
+CPU (default): batch 1024 of 45 x 13 random reflectances, ``torch.set_num_threads(2)``. For every model,
+one training step (forward, NLL loss, backward, Adam step) and one inference pass (eval mode, no grad)
+are timed for ours and for ``breizhcrops.models`` (0.0.4.1, installed ``--no-deps``) alternately in the
+same loop, so that load from other processes hits both sides alike; the median over ``--repeats``
+rounds gives parcels per second. ``--bf16`` adds our models under CPU bf16 autocast (a different
+numerical precision: reported separately, never as the fp32 ratio).
+
+GPU (``--gpu``, skipped without CUDA): training batches of 1024 per second end to end, data included:
+``Batches`` over the demo's FRH01-03 on the GPU, bf16 autocast, forward/backward/Adam.
+
+Usage::
+
+    python benchmarks/bench_models.py                     # all seven models, print a Markdown table
+    python benchmarks/bench_models.py --models LSTM StarRNN --repeats 3
+    python benchmarks/bench_models.py --write             # also update benchmarks/RESULTS.md
+    python benchmarks/bench_models.py --gpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from cropcore import models  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+SECTION = "## Models (issue 3)"
+INPUT_DIM, NUM_CLASSES, SEQUENCE_LENGTH = 13, 9, 45
+#: Speed-up targets of issue 3 (training, inference).
+TARGETS: dict[str, tuple[float, float]] = {
+    "StarRNN": (2.0, 2.0),
+    "OmniScaleCNN": (5.0, 5.0),
+}
+DEFAULT_TARGET = (1.3, 1.5)
+#: Reference figures measured on this project's 2-core machine (issue 3), train / infer parcels/s.
+ISSUE_REFERENCE: dict[str, tuple[int, int]] = {
+    "TempCNN": (1241, 6688), "MSResNet": (1182, 5336), "InceptionTime": (817, 3498), "OmniScaleCNN": (72, 265),
+    "LSTM": (239, 1133), "StarRNN": (481, 2698), "Transformer": (688, 3407),
+}
+
+
+def reference_model(name: str) -> nn.Module:
+    """The reference package's model in the published (or issue-stated) configuration."""
+    warnings.filterwarnings("ignore", module="torch.nn.modules.transformer")
+    import breizhcrops.models as ref
+
+    builders: dict[str, Callable[[], nn.Module]] = {
+        "TempCNN": lambda: ref.TempCNN(INPUT_DIM, NUM_CLASSES, SEQUENCE_LENGTH),
+        "MSResNet": lambda: ref.MSResNet(INPUT_DIM, num_classes=NUM_CLASSES, hidden_dims=32),
+        "InceptionTime": lambda: ref.InceptionTime(num_classes=NUM_CLASSES, input_dim=INPUT_DIM, num_layers=3,
+                                                   hidden_dims=128),
+        "OmniScaleCNN": lambda: ref.OmniScaleCNN(INPUT_DIM, NUM_CLASSES, SEQUENCE_LENGTH),
+        "LSTM": lambda: ref.LSTM(INPUT_DIM, NUM_CLASSES),
+        "StarRNN": lambda: ref.StarRNN(INPUT_DIM, NUM_CLASSES, bidirectional=False, use_batchnorm=False,
+                                       use_layernorm=True),
+        "Transformer": lambda: ref.TransformerModel(INPUT_DIM, NUM_CLASSES),
+    }
+    return builders[name]()
+
+
+def count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+class Runner:
+    """One model with its optimizer: a timed training step and a timed inference pass."""
+
+    def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, bf16: bool = False) -> None:
+        self.model, self.x, self.y, self.bf16 = model, x, y, bf16
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=1e-3) if count(model) else None
+        self.train_times: list[float] = []
+        self.infer_times: list[float] = []
+        self.train_cpu: list[float] = []
+        self.infer_cpu: list[float] = []
+
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16)
+
+    def train_step(self) -> float:
+        self.model.train()
+        start, cpu = time.perf_counter(), time.process_time()
+        if self.optimizer is not None:
+            self.optimizer.zero_grad(set_to_none=True)
+        with self._autocast():
+            loss = F.nll_loss(self.model(self.x).float(), self.y)
+        loss.backward()
+        if self.optimizer is not None:
+            self.optimizer.step()
+        self.train_cpu.append(time.process_time() - cpu)
+        return time.perf_counter() - start
+
+    def infer(self) -> float:
+        self.model.eval()
+        start, cpu = time.perf_counter(), time.process_time()
+        with torch.no_grad(), self._autocast():
+            self.model(self.x)
+        self.infer_cpu.append(time.process_time() - cpu)
+        return time.perf_counter() - start
+
+
+def bench_cpu(names: list[str], repeats: int, batch: int, bf16: bool) -> list[dict[str, object]]:
+    torch.manual_seed(0)
+    x = torch.rand(batch, SEQUENCE_LENGTH, INPUT_DIM)
+    y = torch.randint(0, NUM_CLASSES, (batch,))
+    rows = []
+    for name in names:
+        try:
+            rows.append(bench_one(name, x, y, repeats, batch, bf16))
+        except Exception as error:  # one broken model must not lose the others' figures
+            print(f"{name}: failed ({type(error).__name__}: {error}); skipped", file=sys.stderr, flush=True)
+            continue
+        print(_line(rows[-1]), file=sys.stderr, flush=True)
+    return rows
+
+
+def bench_one(name: str, x: torch.Tensor, y: torch.Tensor, repeats: int, batch: int,
+              bf16: bool) -> dict[str, object]:
+    """Interleaved timings of ours (fp32, optionally bf16) and the reference for one model."""
+    ours = models.build(name, input_dim=INPUT_DIM, num_classes=NUM_CLASSES, sequence_length=SEQUENCE_LENGTH)
+    runners = {"ours": Runner(ours, x, y), "reference": Runner(reference_model(name), x, y)}
+    if bf16:
+        copy = models.build(name, input_dim=INPUT_DIM, num_classes=NUM_CLASSES, sequence_length=SEQUENCE_LENGTH)
+        runners["ours bf16"] = Runner(copy, x, y, bf16=True)
+    for runner in runners.values():  # warm-up: allocator, oneDNN primitive caches
+        runner.train_step()
+        runner.infer()
+        runner.train_cpu.clear()
+        runner.infer_cpu.clear()
+    order = list(runners.values())
+    for round_ in range(repeats):
+        sequence = order if round_ % 2 == 0 else order[::-1]
+        for runner in sequence:
+            runner.train_times.append(runner.train_step())
+        for runner in sequence:
+            runner.infer_times.append(runner.infer())
+    row: dict[str, object] = {"model": name, "params_ours": count(ours),
+                              "params_reference": count(runners["reference"].model)}
+    for key, runner in runners.items():
+        row[f"train_{key}"] = batch / statistics.median(runner.train_times)
+        row[f"infer_{key}"] = batch / statistics.median(runner.infer_times)
+        row[f"train_cpu_{key}"] = statistics.median(runner.train_cpu)
+        row[f"infer_cpu_{key}"] = statistics.median(runner.infer_cpu)
+    return row
+
+
+def _line(row: dict[str, object]) -> str:
+    return (f"{row['model']}: train {row['train_ours']:.0f} vs {row['train_reference']:.0f} "
+            f"({row['train_ours'] / row['train_reference']:.2f}x), infer {row['infer_ours']:.0f} vs "
+            f"{row['infer_reference']:.0f} ({row['infer_ours'] / row['infer_reference']:.2f}x)")
+
+
+def markdown(rows: list[dict[str, object]], repeats: int, batch: int, bf16: bool) -> str:
+    header = ["model", "params ours", "params ref", "train ours", "train ref", "train ×", "infer ours",
+              "infer ref", "infer ×", "CPU-time × (train/infer)", "target (train/infer)", "met"]
+    if bf16:
+        header[10:10] = ["train ours bf16", "infer ours bf16"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        name = str(row["model"])
+        train_ratio = float(row["train_ours"]) / float(row["train_reference"])
+        infer_ratio = float(row["infer_ours"]) / float(row["infer_reference"])
+        target = TARGETS.get(name, DEFAULT_TARGET)
+        met = "yes" if train_ratio >= target[0] and infer_ratio >= target[1] else "no"
+        cells = [name, f"{row['params_ours']:,}", f"{row['params_reference']:,}", f"{row['train_ours']:.0f}",
+                 f"{row['train_reference']:.0f}", f"{train_ratio:.2f}", f"{row['infer_ours']:.0f}",
+                 f"{row['infer_reference']:.0f}", f"{infer_ratio:.2f}",
+                 f"{float(row['train_cpu_reference']) / float(row['train_cpu_ours']):.2f} / "
+                 f"{float(row['infer_cpu_reference']) / float(row['infer_cpu_ours']):.2f}",
+                 f"{target[0]}× / {target[1]}×", met]
+        if bf16:
+            cells[10:10] = [f"{row['train_ours bf16']:.0f}", f"{row['infer_ours bf16']:.0f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{cpu}, {os.cpu_count()} logical CPUs, torch {torch.__version__} with "
+            f"{torch.get_num_threads()} threads, Python {platform.python_version()}")
+
+
+def write_section(body: str) -> None:
+    """Replace (or append) this benchmark's section of RESULTS.md, leaving other sections alone."""
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.strip() == SECTION), None)
+    if start is None:
+        new = text.rstrip("\n") + "\n\n" + body.rstrip("\n") + "\n"
+    else:
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+        new = "\n".join(lines[:start] + body.rstrip("\n").splitlines() + [""] + lines[end:]).rstrip("\n") + "\n"
+    RESULTS.write_text(new)
+
+
+def bench_gpu(names: list[str], batches: int) -> list[tuple[str, float]]:
+    """Training batches/s on CUDA, end to end: Batches on the GPU, bf16 autocast, Adam."""
+    from cropcore.data import Batches, BreizhCrops, demo_root
+
+    root = demo_root()
+    datasets = [BreizhCrops(region, root=root, level="L1C") for region in ("frh01", "frh02", "frh03")]
+    loader = Batches(datasets, batch_size=1024, sequence_length=SEQUENCE_LENGTH, shuffle=True, seed=0,
+                     device="cuda", drop_last=True)
+    results = []
+    for name in names:
+        model = models.build(name, input_dim=datasets[0][0][0].shape[-1], num_classes=NUM_CLASSES,
+                             sequence_length=SEQUENCE_LENGTH).cuda()
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        model.train()
+
+        def steps(limit: int) -> int:
+            done, epoch = 0, 0
+            while done < limit:
+                loader.set_epoch(epoch)
+                for x, y, _ in loader:
+                    optimizer.zero_grad(set_to_none=True)
+                    with torch.autocast("cuda", dtype=torch.bfloat16):
+                        loss = F.nll_loss(model(x).float(), y)
+                    loss.backward()
+                    optimizer.step()
+                    done += 1
+                    if done == limit:
+                        break
+                epoch += 1
+            return done
+
+        steps(5)
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        done = steps(batches)
+        torch.cuda.synchronize()
+        results.append((name, done / (time.perf_counter() - start)))
+        print(f"{name}: {results[-1][1]:.1f} batches/s", file=sys.stderr, flush=True)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=list(models.NAMES), help="model names (default: all)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed rounds per model (median)")
+    parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--bf16", action="store_true", help="also time ours under CPU bf16 autocast")
+    parser.add_argument("--write", action="store_true", help=f"update the '{SECTION}' section of {RESULTS.name}")
+    parser.add_argument("--gpu", action="store_true", help="time training batches/s on CUDA instead")
+    parser.add_argument("--gpu-batches", type=int, default=100)
+    args = parser.parse_args(argv)
+    names = [models.find_spec(name).name for name in args.models]
+    if args.gpu:
+        if not torch.cuda.is_available():
+            print("--gpu: no CUDA device; skipped", file=sys.stderr)
+            return 0
+        for name, rate in bench_gpu(names, args.gpu_batches):
+            print(f"| {name} | {rate:.1f} batches/s | {'yes' if rate >= 50 else 'no'} (target 50) |")
+        return 0
+    torch.set_num_threads(args.threads)
+    rows = bench_cpu(names, args.repeats, args.batch_size, args.bf16)
+    table = markdown(rows, args.repeats, args.batch_size, args.bf16)
+    print(table)
+    if args.write:
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        body = (f"{SECTION}\n\nParcels per second, batch {args.batch_size} of 45 × 13, CPU, "
+                f"`torch.set_num_threads({args.threads})`, median of {args.repeats} interleaved rounds "
+                f"(`python benchmarks/bench_models.py --write`). Machine: {machine()}; {stamp}. "
+                "Reference: `breizhcrops==0.0.4.1` models in the same configuration, timed in the same loop.\n\n"
+                f"{table}\n")
+        write_section(body)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

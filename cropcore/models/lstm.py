@@ -1,0 +1,83 @@
+"""LSTM classifier of the BreizhCrops benchmark.
+
+Source: Rußwurm et al., "BreizhCrops: a time series dataset for crop type mapping", ISPRS Archives
+XLIII-B2-2020, section 3 (after Hochreiter & Schmidhuber 1997); reference implementation
+``breizhcrops.models.LSTM`` (MIT).
+
+Input layout: ``(batch, time, bands)`` reflectance 0-1. A layer-normed input feeds a (bidirectional)
+multi-layer LSTM without biases; the final *cell* states of every layer and direction are concatenated,
+layer-normed and classified. Parameter names equal the reference's, so official checkpoints load with
+``strict=True``.
+
+Fixes and changes against the reference:
+    - ``use_layernorm=False`` crashed in the reference (``clayernorm`` was used but never built); here both
+      norms become identities.
+    - The recurrence stays PyTorch's fused ``nn.LSTM`` (oneDNN on CPU, cuDNN on CUDA), which the reference
+      already used: on CPU it runs at ~60 % of the machine's fp32 GEMM peak, so fp32 speed equals the
+      reference's (see ``benchmarks/RESULTS.md``); bf16 autocast is where further speed comes from.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cropcore.models.base import TimeSeriesClassifier
+
+
+class LSTM(TimeSeriesClassifier):
+    """Multi-layer (bi)LSTM classifying from the concatenated final cell states.
+
+    Args:
+        input_dim: Number of spectral bands D.
+        num_classes: Number of classes.
+        sequence_length: Nominal number of time steps (any length works).
+        hidden_dims: Hidden size per direction.
+        num_layers: Stacked LSTM layers.
+        dropout: Dropout between LSTM layers (training only).
+        bidirectional: Run a second, time-reversed LSTM per layer.
+        use_layernorm: Layer-norm the input and the concatenated cell states.
+    """
+
+    def __init__(
+        self,
+        input_dim: int,
+        num_classes: int,
+        sequence_length: int,
+        *,
+        hidden_dims: int = 128,
+        num_layers: int = 4,
+        dropout: float = 0.5713020228087161,
+        bidirectional: bool = True,
+        use_layernorm: bool = True,
+    ) -> None:
+        super().__init__(input_dim, num_classes, sequence_length)
+        if not isinstance(hidden_dims, int) or hidden_dims < 1:
+            raise ValueError(f"hidden_dims must be a positive integer, got {hidden_dims!r}")
+        if not isinstance(num_layers, int) or num_layers < 1:
+            raise ValueError(f"num_layers must be a positive integer, got {num_layers!r}")
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        directions = 2 if bidirectional else 1
+        state_dims = hidden_dims * directions * num_layers
+        self.use_layernorm = bool(use_layernorm)
+        self.inlayernorm: nn.Module = nn.LayerNorm(input_dim) if use_layernorm else nn.Identity()
+        self.clayernorm: nn.Module = nn.LayerNorm(state_dims) if use_layernorm else nn.Identity()
+        self.lstm = nn.LSTM(
+            input_size=input_dim,
+            hidden_size=hidden_dims,
+            num_layers=num_layers,
+            bias=False,
+            batch_first=True,
+            dropout=float(dropout) if num_layers > 1 else 0.0,
+            bidirectional=bool(bidirectional),
+        )
+        self.linear_class = nn.Linear(state_dims, num_classes, bias=True)
+
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (batch, time, bands) -> (batch, num_classes) log-probabilities."""
+        _, (_, cell) = self.lstm(self.inlayernorm(x))
+        # cell: (layers * directions, batch, hidden) -> (batch, layers * directions * hidden), layer-major.
+        states = cell.transpose(0, 1).reshape(x.shape[0], -1)
+        return F.log_softmax(self.linear_class(self.clayernorm(states)), dim=-1)

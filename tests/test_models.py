@@ -1,0 +1,130 @@
+"""Every registered network: build, forward and backward, lookup by name; parameter counts; the Random Forest."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from cropcore import models
+
+INPUT_DIM, NUM_CLASSES, SEQUENCE_LENGTH = 13, 9, 45
+#: Nets whose layers accept another length than the one they were built for (no length-sized weights).
+ANY_LENGTH = {"LSTM", "StarRNN", "Transformer"}
+
+
+def _graph_leaves(output: torch.Tensor) -> set[int]:
+    """ids of the leaf tensors the autograd graph of ``output`` accumulates gradients into."""
+    leaves, seen, stack = set(), set(), [output.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        if hasattr(node, "variable"):
+            leaves.add(id(node.variable))
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    return leaves
+
+
+@pytest.mark.parametrize("name", models.NAMES)
+def test_every_network_builds_runs_and_trains(name: str) -> None:
+    torch.manual_seed(0)
+    model = models.build(name, input_dim=INPUT_DIM, num_classes=NUM_CLASSES, sequence_length=SEQUENCE_LENGTH)
+    parameters = dict(model.named_parameters())
+    assert parameters, f"{name} has no parameters"
+    for training in (True, False):
+        model.train(training)
+        for batch in (1, 7):
+            model.zero_grad(set_to_none=True)
+            x = torch.rand(batch, SEQUENCE_LENGTH, INPUT_DIM)
+            log_probs = model(x)
+            assert log_probs.shape == (batch, NUM_CLASSES)
+            assert torch.isfinite(log_probs).all()
+            torch.testing.assert_close(log_probs.exp().sum(-1), torch.ones(batch), atol=1e-5, rtol=0)
+            if training:
+                # Every weight in the graph is registered (catches modules kept in Python lists) ...
+                registered = {id(p) for p in parameters.values()}
+                stray = _graph_leaves(log_probs) - registered
+                assert not stray, f"{name}: {len(stray)} tensors get gradients but are not registered parameters"
+                # ... and every registered weight gets a finite gradient.
+                torch.nn.functional.nll_loss(log_probs, torch.arange(batch) % NUM_CLASSES).backward()
+                missing = [key for key, p in parameters.items() if p.grad is None]
+                assert not missing, f"{name}: no gradient reaches {missing}"
+                assert all(torch.isfinite(p.grad).all() for p in parameters.values())
+    # Another sequence length: built for it, and (for the nets that allow it) fed without rebuilding.
+    other = models.build(name, input_dim=INPUT_DIM, num_classes=NUM_CLASSES, sequence_length=24).eval()
+    with torch.no_grad():
+        assert other(torch.rand(3, 24, INPUT_DIM)).shape == (3, NUM_CLASSES)
+        if name in ANY_LENGTH:
+            assert model.eval()(torch.rand(2, 70, INPUT_DIM)).shape == (2, NUM_CLASSES)
+    with pytest.raises(ValueError, match="expects input"):
+        model(torch.rand(2, SEQUENCE_LENGTH, INPUT_DIM + 1))
+
+
+def test_names_are_case_insensitive_with_aliases() -> None:
+    assert models.find_spec("lstm").name == "LSTM"
+    assert models.find_spec("TRANSFORMER").name == "Transformer"
+    assert models.find_spec("TransformerEncoder").name == "Transformer"
+    assert models.find_spec("transformerencoder").name == "Transformer"
+    assert models.NAMES == ("TempCNN", "MSResNet", "InceptionTime", "OmniScaleCNN", "LSTM", "StarRNN", "Transformer")
+
+
+def test_unknown_names_and_hyperparameters_are_refused() -> None:
+    with pytest.raises(ValueError, match="unknown model 'ResNet50'.*TempCNN.*InceptionTime.*Transformer"):
+        models.find_spec("ResNet50")
+    with pytest.raises(TypeError, match="hidden_size"):
+        models.build("LSTM", input_dim=13, num_classes=9, sequence_length=45, hidden_size=3)
+    with pytest.raises(ValueError, match="n_head"):
+        models.build("Transformer", input_dim=13, num_classes=9, sequence_length=45, n_head=3)
+
+
+def test_specs_hold_the_published_training_settings() -> None:
+    for spec in models.SPECS:
+        assert spec.learning_rate > 0 and spec.weight_decay >= 0 and spec.epochs > 0
+    assert models.find_spec("LSTM").learning_rate == pytest.approx(0.009880117756170353)
+    assert models.find_spec("Transformer").weight_decay == pytest.approx(3.5156458637523697e-06)
+
+
+def _count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def test_parameter_counts_match_table_1() -> None:
+    def build(name: str, **hparams: object) -> nn.Module:
+        return models.build(name, input_dim=13, num_classes=9, sequence_length=45, **hparams)
+
+    # LSTM: the reference measures 1 335 331 (Table 1: 1.3 M).
+    assert _count(build("LSTM")) == pytest.approx(1_335_331, rel=0.01)
+    # StarRNN: the reference's 71 587 (Table 1: 0.07 M) counts its shared layers 2..3 once, i.e. the
+    # distinct weights of the published checkpoint, which are those of two independent layers here.
+    assert _count(build("StarRNN", num_layers=2)) == pytest.approx(71_587, rel=0.01)
+    # With its own weights per layer, the published 3-layer configuration has 49 792 more.
+    assert _count(build("StarRNN")) == 121_379
+    # Transformer: 168 969 in the published configuration (Table 1 states 0.19 M for an unstated one).
+    assert _count(build("Transformer")) == 168_969
+
+
+def test_random_forest_follows_sklearn_conventions() -> None:
+    from sklearn.base import clone
+
+    forest = models.RandomForest(n_estimators=8, max_depth=5, random_state=0, n_jobs=1)
+    assert forest.get_params()["max_features"] == "sqrt"
+    assert models.RandomForest().get_params() == {
+        "n_estimators": 500, "max_depth": 25, "max_features": "sqrt", "n_jobs": -1, "random_state": None,
+        "class_weight": None,
+    }
+    twin = clone(forest)
+    assert twin.get_params() == forest.get_params() and not hasattr(twin, "pipeline_")
+    rng = np.random.default_rng(0)
+    labels = np.arange(60) % 3
+    features = rng.random((60, 71, 13), dtype=np.float32) + labels[:, None, None] * 0.5
+    forest.fit(features, labels)
+    predicted = forest.predict(features)
+    assert predicted.shape == (60,) and (predicted == labels).mean() > 0.9
+    proba = forest.predict_proba(features[:4])
+    assert proba.shape == (4, 3) and np.allclose(proba.sum(1), 1)
+    assert np.array_equal(clone(forest).fit(features, labels).predict(features), predicted)  # seeded
+    with pytest.raises(ValueError, match="fitted on 923"):
+        forest.predict(features[:, :, :5])
