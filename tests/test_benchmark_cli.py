@@ -7,20 +7,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 
 from cropcore.cli import main
 from cropcore.evaluation import table2
 
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny batches: one torch thread is faster than two, and far faster on a shared, loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def test_quick_benchmark_writes_table2(sim_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "table2"

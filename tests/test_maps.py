@@ -126,6 +126,7 @@ def test_polygon_layer_table_and_deck(joined: gpd.GeoDataFrame) -> None:
     for field in ("id", "true", "pred", "conf"):
         assert "{" + field + "}" in deck._tooltip["html"] and field in layer["data"][0]
     assert spec["mapStyle"] == maps.CARTO_POSITRON
+    assert layer["lineWidthMaxPixels"] == maps.LINE_MAX_PIXELS  # bounded outlines (software WebGL draws the max)
     assert "\n" not in deck.to_json()  # compact: no indentation in the payload
     assert maps.PrebuiltDeck(deck.to_json()).to_json() == deck.to_json()
 
@@ -136,7 +137,9 @@ def test_point_layer_and_plain_background(joined: gpd.GeoDataFrame) -> None:
     deck = maps.build_deck(table, maps.view_state(tuple(joined.total_bounds)), map_style=None)
     spec = json.loads(deck.to_json())
     assert spec["layers"][0]["@@type"] == "ScatterplotLayer"
-    assert not spec.get("mapStyle")
+    assert spec["layers"][0]["radiusMaxPixels"] == maps.POINT_MAX_PIXELS
+    # Streamlit swaps an empty/missing style for CARTO's (a network fetch); its marker means "none".
+    assert spec["mapStyle"] == maps.NO_BASEMAP
 
 
 def test_view_state_is_centred_on_bounds(joined: gpd.GeoDataFrame) -> None:

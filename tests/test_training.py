@@ -28,13 +28,7 @@ PREDICTION_COLUMNS = ["id", "region", "true", "predicted", *(f"prob_{name}" for 
 
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny batches: one torch thread is faster than two, and far faster on a shared, loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def tiny(root: Path, out: Path, **settings) -> object:
     base = {"level": "L1C", "mode": "evaluation1", "root": str(root), "out": str(out), "epochs": 2,

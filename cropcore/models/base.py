@@ -22,15 +22,24 @@ class TimeSeriesClassifier(nn.Module):
 
     def __init__(self, input_dim: int, num_classes: int, sequence_length: int) -> None:
         super().__init__()
-        for name, value in (("input_dim", input_dim), ("num_classes", num_classes), ("sequence_length", sequence_length)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{type(self).__name__}: {name} must be a positive integer, got {value!r}")
+        self.check_positive_ints(input_dim=input_dim, num_classes=num_classes, sequence_length=sequence_length)
         self.input_dim = input_dim
         self.num_classes = num_classes
         self.sequence_length = sequence_length
         # A non-persistent buffer (None until set): moves with .to(device), never enters the state_dict.
         self.band_permutation: torch.Tensor | None
         self.register_buffer("band_permutation", None, persistent=False)
+
+    def check_positive_ints(self, **values: object) -> None:
+        """Raise a ValueError naming the first hyperparameter that is not a positive integer."""
+        for name, value in values.items():
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{type(self).__name__}: {name} must be a positive integer, got {value!r}")
+
+    def check_dropout(self, dropout: float) -> None:
+        """Raise a ValueError unless the dropout probability lies in [0, 1)."""
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"{type(self).__name__}: dropout must be in [0, 1), got {dropout!r}")
 
     def set_band_permutation(self, permutation: Sequence[int] | None) -> None:
         """Feed band ``permutation[j]`` of the caller's input as the network's band ``j`` (None: as given)."""

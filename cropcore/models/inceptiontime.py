@@ -135,8 +135,7 @@ class InceptionTime(TimeSeriesClassifier):
         use_residual: bool = True,
     ) -> None:
         super().__init__(input_dim, num_classes, sequence_length)
-        if not isinstance(num_layers, int) or num_layers < 1:
-            raise ValueError(f"InceptionTime: num_layers must be a positive integer, got {num_layers!r}")
+        self.check_positive_ints(num_layers=num_layers)
         if not isinstance(hidden_dims, int) or hidden_dims < 4 or hidden_dims % 4:
             raise ValueError(f"InceptionTime: hidden_dims must be a positive multiple of 4, got {hidden_dims!r}")
         if not isinstance(kernel_size, int) or kernel_size < 8 or kernel_size % 8:

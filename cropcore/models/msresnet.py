@@ -87,8 +87,7 @@ class MSResNet(TimeSeriesClassifier):
 
     def __init__(self, input_dim: int, num_classes: int, sequence_length: int, hidden_dims: int = 32) -> None:
         super().__init__(input_dim, num_classes, sequence_length)
-        if not isinstance(hidden_dims, int) or hidden_dims < 1:
-            raise ValueError(f"MSResNet: hidden_dims must be a positive integer, got {hidden_dims!r}")
+        self.check_positive_ints(hidden_dims=hidden_dims)
         self.hidden_dims = hidden_dims
         self.conv1 = nn.Conv1d(input_dim, hidden_dims, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm1d(hidden_dims)

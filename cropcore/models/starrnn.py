@@ -171,12 +171,8 @@ class StarRNN(TimeSeriesClassifier):
         use_layernorm: bool = True,
     ) -> None:
         super().__init__(input_dim, num_classes, sequence_length)
-        if not isinstance(hidden_dims, int) or hidden_dims < 1:
-            raise ValueError(f"hidden_dims must be a positive integer, got {hidden_dims!r}")
-        if not isinstance(num_layers, int) or num_layers < 1:
-            raise ValueError(f"num_layers must be a positive integer, got {num_layers!r}")
-        if not 0.0 <= float(dropout) < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        self.check_positive_ints(hidden_dims=hidden_dims, num_layers=num_layers)
+        self.check_dropout(dropout)
         self.use_layernorm = bool(use_layernorm)
         self.inlayernorm: nn.Module = nn.LayerNorm(input_dim) if use_layernorm else nn.Identity()
         self.clayernorm: nn.Module = nn.LayerNorm(hidden_dims) if use_layernorm else nn.Identity()

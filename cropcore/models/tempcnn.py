@@ -99,10 +99,8 @@ class TempCNN(TimeSeriesClassifier):
         super().__init__(input_dim, num_classes, sequence_length)
         if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"TempCNN: kernel_size must be a positive odd integer, got {kernel_size!r}")
-        if not isinstance(hidden_dims, int) or hidden_dims < 1:
-            raise ValueError(f"TempCNN: hidden_dims must be a positive integer, got {hidden_dims!r}")
-        if not 0.0 <= float(dropout) < 1.0:
-            raise ValueError(f"TempCNN: dropout must be in [0, 1), got {dropout!r}")
+        self.check_positive_ints(hidden_dims=hidden_dims)
+        self.check_dropout(dropout)
         self.hidden_dims = hidden_dims
         self.conv_bn_relu1 = _ConvBlock(input_dim, hidden_dims, kernel_size, dropout)
         self.conv_bn_relu2 = _ConvBlock(hidden_dims, hidden_dims, kernel_size, dropout)

@@ -134,13 +134,10 @@ class Transformer(TimeSeriesClassifier):
         dropout: float = 0.017998950510888446,
     ) -> None:
         super().__init__(input_dim, num_classes, sequence_length)
-        for name, value in (("d_model", d_model), ("n_head", n_head), ("n_layers", n_layers), ("d_inner", d_inner)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        self.check_positive_ints(d_model=d_model, n_head=n_head, n_layers=n_layers, d_inner=d_inner)
         if d_model % n_head:
             raise ValueError(f"n_head ({n_head}) must divide d_model ({d_model})")
-        if not 0.0 <= float(dropout) < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        self.check_dropout(dropout)
         self.inlinear = nn.Linear(input_dim, d_model)
         self.transformerencoder = Encoder(d_model, n_head, n_layers, d_inner, float(dropout))
         self.outlinear = nn.Linear(d_model, num_classes)
