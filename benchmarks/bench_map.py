@@ -10,6 +10,8 @@ Measure (median of ``--repeats``): t0 = ``page.goto(<url>/map)``; the map counts
   3. a screenshot of the canvas has at least 1 % of pixels in the class palette (deck.gl painted them).
 "cold": a fresh server each time (reads the shapefile, simplifies, builds and caches the layer);
 "warm": a new browser session on a server whose caches are filled (what every later visitor gets).
+Chromium runs with the issue's flags (tests/test_browser.py CHROMIUM_ARGS); offline, the page's default basemap
+is "None" (no style request), online it is CARTO's style, so the figure depends on the network.
 
 Usage: python benchmarks/bench_map.py [--data DIR] [--repeats 3] [--markdown]
 """

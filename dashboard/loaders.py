@@ -7,8 +7,11 @@ Data errors (missing files, unreadable .h5) are raised unchanged for the page to
 
 from __future__ import annotations
 
+import socket
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
+from urllib.parse import urlparse
 
 import numpy as np
 import pandas as pd
@@ -321,3 +324,28 @@ def map_layer(source: PredictionSource, root: str, region: str, level: str, view
     view_state = maps.view_state(tuple(float(value) for value in parcel_shapes(root, region, level).total_bounds))
     deck = maps.build_deck(maps.layer_table(parcels, view, chosen), view_state, map_style)
     return MapLayer(deck.to_json(), chosen, len(parcels))
+
+
+@st.cache_data(ttl=300, show_spinner=False)
+def basemap_reachable(url: str | None = None, timeout_s: float = 1.5) -> bool:
+    """Whether the online basemap's host answers a TCP connection within ``timeout_s`` (checked every 5 min).
+
+    Offline, the browser would otherwise wait for the style request to fail before drawing the parcels.
+    Runs in a thread so that a slow resolver cannot hold the page longer than ``timeout_s``.
+    """
+    from dashboard import maps
+
+    host = urlparse(url or maps.CARTO_POSITRON).hostname or ""
+    answer: list[bool] = []
+
+    def probe() -> None:
+        try:
+            with socket.create_connection((host, 443), timeout=timeout_s):
+                answer.append(True)
+        except OSError:
+            answer.append(False)
+
+    worker = threading.Thread(target=probe, daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    return bool(answer and answer[0])

@@ -41,6 +41,16 @@ CONFIDENCE_STOPS: tuple[tuple[float, str], ...] = (
 #: Free basemap style that needs no token (used when online).
 CARTO_POSITRON = "https://basemaps.cartocdn.com/gl/positron-gl-style/style.json"
 BASEMAPS: dict[str, str | None] = {"CARTO light (online)": CARTO_POSITRON, "None (offline)": None}
+#: Streamlit's deck.gl chart replaces a missing or empty ``mapStyle`` with CARTO's style (fetched from the
+#: internet; offline the page then waits for that request to fail before it draws). This marker value is
+#: the one Streamlit's frontend reads as "no basemap at all" (checked on streamlit 1.67).
+NO_BASEMAP = "__MAP_STYLE__"
+#: Pixel clamps of points and outlines. Besides keeping dots readable, they bound what a software WebGL
+#: (headless Chromium's SwiftShader) draws: there deck.gl's point radius and line width come out at their
+#: maximum pixel size whatever the data says (measured, see benchmarks/RESULTS.md), so an unbounded
+#: maximum covers the whole canvas and costs seconds per frame.
+POINT_MIN_PIXELS, POINT_MAX_PIXELS = 1.5, 3
+LINE_MIN_PIXELS, LINE_MAX_PIXELS = 0.5, 1
 #: Coordinates sent to the browser: 5 decimals = about 1 m.
 DECIMALS = 5
 METRES_PER_DEGREE = 111_320.0
@@ -247,26 +257,29 @@ class PrebuiltDeck(pdk.Deck):
 def build_deck(table: pd.DataFrame, view: pdk.ViewState, map_style: str | None = CARTO_POSITRON) -> pdk.Deck:
     """A pydeck map of a layer table: filled outlines (``ring``) or points sized like parcels (``xy``).
 
-    ``map_style=None`` draws no basemap (plain background): parcels show even offline.
+    ``map_style=None`` draws no basemap (plain background, ``mapStyle`` = NO_BASEMAP so that Streamlit
+    does not fetch its default style): parcels show even offline, without waiting for the network.
     """
     if "ring" in table:
         layer = pdk.Layer(
             "PolygonLayer", data=table.to_dict(orient="records"), id="parcels", get_polygon="ring", get_fill_color="rgb",
             get_line_color="line", get_line_width=1, line_width_units="pixels", stroked=True, filled=True,
-            opacity=0.85, pickable=True, auto_highlight=True,
+            line_width_min_pixels=LINE_MIN_PIXELS, line_width_max_pixels=LINE_MAX_PIXELS, opacity=0.85,
+            pickable=True, auto_highlight=True,
         )
     elif "xy" in table:
         layer = pdk.Layer(
-            "ScatterplotLayer", data=table.to_dict(orient="records"), id="parcels", get_position="xy", get_fill_color="rgb", get_radius="r",
-            radius_units="meters", radius_min_pixels=2, radius_max_pixels=30, stroked=False, opacity=0.85,
-            pickable=True, auto_highlight=True,
+            "ScatterplotLayer", data=table.to_dict(orient="records"), id="parcels", get_position="xy",
+            get_fill_color="rgb", get_radius="r", radius_units="meters", radius_min_pixels=POINT_MIN_PIXELS,
+            radius_max_pixels=POINT_MAX_PIXELS, stroked=False, opacity=0.85, pickable=True, auto_highlight=True,
         )
     else:
         raise ValueError("layer table needs a 'ring' or an 'xy' column")
     if map_style:
         return CompactDeck(layers=[layer], initial_view_state=view, map_provider="carto", map_style=map_style,
                            tooltip=TOOLTIP)
-    return CompactDeck(layers=[layer], initial_view_state=view, map_provider=None, map_style="", tooltip=TOOLTIP)
+    return CompactDeck(layers=[layer], initial_view_state=view, map_provider=None, map_style=NO_BASEMAP,
+                       tooltip=TOOLTIP)
 
 
 def export_frame(parcels: pd.DataFrame) -> pd.DataFrame:

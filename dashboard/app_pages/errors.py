@@ -70,7 +70,8 @@ def pair_map(parcels: pd.DataFrame, root: Path, region: str, level: str) -> None
         st.caption("These parcels have no outline in the shapefile.")
         return
     table = maps.layer_table(maps.simplify(joined), "confidence", "polygons")
-    deck = maps.build_deck(table, maps.view_state(tuple(joined.total_bounds)), maps.CARTO_POSITRON)
+    deck = maps.build_deck(table, maps.view_state(tuple(joined.total_bounds)),
+                           maps.CARTO_POSITRON if loaders.basemap_reachable() else None)
     st.pydeck_chart(deck, height=300, key="errors_pair_map")
 
 

@@ -78,8 +78,13 @@ def map_controls(regions: list[str]) -> dict[str, object]:
     left, middle, right = st.columns(3)
     region = left.selectbox("Region", regions, key="map_region", format_func=region_label)
     view = middle.radio("Colour by", list(maps.VIEWS), key="map_view", format_func=maps.VIEWS.get, horizontal=True)
-    basemap = right.radio("Basemap", list(maps.BASEMAPS), key="map_basemap", horizontal=True,
-                          help="CARTO's free style needs internet; without it the parcels draw on a plain background.")
+    names = list(maps.BASEMAPS)
+    if "map_basemap_default" not in st.session_state:  # decided once per session: a stable widget default
+        st.session_state["map_basemap_default"] = 0 if loaders.basemap_reachable() else names.index("None (offline)")
+    basemap = right.radio("Basemap", names, key="map_basemap", horizontal=True,
+                          index=st.session_state["map_basemap_default"],
+                          help="CARTO's free style needs internet; without it the parcels draw on a plain "
+                               "background (the default when the basemap's server cannot be reached).")
     left, middle, right = st.columns([3, 1, 1])
     classes = left.multiselect("Show only classes", CLASSES, key="map_classes")
     filter_by = middle.radio("Filter on", ("predicted", "true"), key="map_filter_by", horizontal=True)
