@@ -283,9 +283,24 @@ def source_predictions(source: PredictionSource, root: str, region: str, level: 
     return checkpoint_predictions(source.path, source.stamp, root, region, level, source.official_model)
 
 
-@st.cache_data(show_spinner="Reading parcel outlines…", max_entries=8)
+def shapefile_stamp(root: str, region: str) -> str:
+    """Size and modification time of a region's shapefile parts.
+
+    Part of the key of the caches kept on disk across server restarts, so a changed file is never
+    served from a stale entry.
+    """
+    shapefile = layout.shapefile_path(Path(root), region)
+    parts = (shapefile, shapefile.with_suffix(".dbf"))
+    return ";".join(f"{part.stat().st_size}:{part.stat().st_mtime_ns}" if part.exists() else "missing" for part in parts)
+
+
 def parcel_shapes(root: str, region: str, level: str) -> pd.DataFrame:
     """Parcel outlines of a region (EPSG:4326) with centroid and equal-area radius (see maps.add_points)."""
+    return _parcel_shapes(root, region, level, shapefile_stamp(root, region))
+
+
+@st.cache_data(show_spinner="Reading parcel outlines…", max_entries=8, persist="disk")
+def _parcel_shapes(root: str, region: str, level: str, stamp: str) -> pd.DataFrame:
     from dashboard import maps
 
     return maps.add_points(open_dataset(root, region, level).geodataframe())
@@ -307,14 +322,20 @@ class MapLayer(NamedTuple):
     parcels: int
 
 
-@st.cache_data(show_spinner="Building the map layer…", max_entries=16)
 def map_layer(source: PredictionSource, root: str, region: str, level: str, view: str,
               classes: tuple[str, ...], filter_by: str, shape: str, map_style: str | None) -> MapLayer:
     """The deck of one (prediction source, region, view, class filter, shape, basemap), serialised once.
 
     Points for big selections (nothing to simplify), simplified outlines for the others; the view is
-    centred on the whole region.
+    centred on the whole region. Kept on disk, so a restarted server draws a known map at once.
     """
+    return _map_layer(source, root, region, level, view, classes, filter_by, shape, map_style,
+                      shapefile_stamp(root, region))
+
+
+@st.cache_data(show_spinner="Building the map layer…", max_entries=16, persist="disk")
+def _map_layer(source: PredictionSource, root: str, region: str, level: str, view: str,
+               classes: tuple[str, ...], filter_by: str, shape: str, map_style: str | None, stamp: str) -> MapLayer:
     from dashboard import maps
 
     parcels = maps.filter_classes(map_parcels(source, root, region, level), list(classes), filter_by)
