@@ -130,8 +130,8 @@ def test_map_page_widgets(runs_folder: Path) -> None:
     deck = json.loads(at.get("deck_gl_json_chart")[0].proto.json)
     assert deck["layers"][0]["@@type"] == "ScatterplotLayer"
     assert all(row["true"] == "wheat" for row in deck["layers"][0]["data"])
-    assert at.get("download_button")
-    at.toggle(key="map_gpkg_ready").set_value(True).run()
+    assert not at.get("download_button")  # exports are prepared only on request
+    at.toggle(key="map_export_ready").set_value(True).run()
     assert not at.exception and len(at.get("download_button")) == 2
     runs = {run.model: run for run in runs_view.list_runs(runs_folder)}
     at.selectbox(key="map_run").select(runs["TempCNN"].label).run()

@@ -114,14 +114,19 @@ def show_map(source: loaders.PredictionSource, root: Path, level: str, controls:
 
 
 def export_buttons(args: tuple, controls: dict[str, object]) -> None:
-    """Download the shown predictions as CSV and GeoPackage."""
+    """Download the shown predictions as CSV and GeoPackage, prepared on request.
+
+    Joining predictions to outlines takes seconds for a full-size region: done only when asked, so it
+    never delays drawing the map.
+    """
+    if not st.toggle("Prepare downloads (CSV, GeoPackage)", key="map_export_ready"):
+        return
     parcels = maps.filter_classes(loaders.map_parcels(*args), list(controls["classes"]), str(controls["filter_by"]))
     name = f"predictions-{args[2]}"
     left, right = st.columns(2)
     left.download_button("Download CSV", maps.to_csv_bytes(parcels), f"{name}.csv", "text/csv", key="map_csv")
-    if right.toggle("Prepare GeoPackage", key="map_gpkg_ready", help="Writes the outlines; takes a moment for big regions."):
-        right.download_button("Download GeoPackage", maps.to_geopackage_bytes(parcels), f"{name}.gpkg",
-                              "application/geopackage+sqlite3", key="map_gpkg")
+    right.download_button("Download GeoPackage", maps.to_geopackage_bytes(parcels), f"{name}.gpkg",
+                          "application/geopackage+sqlite3", key="map_gpkg")
 
 
 st.title("Map")
