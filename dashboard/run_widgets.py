@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
 from cropcore.training.protocol import TABLE2_MODE
@@ -95,3 +96,14 @@ def source_data(source: loaders.PredictionSource, root: Path, level: str) -> tup
         st.error(f"Not a usable checkpoint: {error}")
         st.stop()
     return root, str(info.get("level") or level)
+
+
+def read_run_predictions(run: runs_view.RunInfo) -> tuple[loaders.PredictionSource, pd.DataFrame] | None:
+    """A finished run's prediction source and table, or None with the reason shown on the page."""
+    stamp = loaders.file_stamp(run.path / "predictions.parquet")
+    try:
+        predictions = loaders.run_predictions(str(run.path), stamp)
+    except ValueError as error:
+        st.error(f"Cannot read this run's predictions: {error}")
+        return None
+    return loaders.PredictionSource(loaders.RUN_SOURCE, str(run.path), stamp), predictions

@@ -113,12 +113,10 @@ finished = run_widgets.finished_runs()
 if not finished:
     run_widgets.quick_demo_panel("errors")
 run = run_widgets.pick_run(finished, key="errors_run")
-try:
-    run_predictions = loaders.run_predictions(str(run.path), loaders.file_stamp(run.path / "predictions.parquet"))
-except ValueError as error:
-    st.error(f"Cannot read this run's predictions: {error}")
+chosen_run = run_widgets.read_run_predictions(run)
+if chosen_run is None:
     st.stop()
-run_source = loaders.PredictionSource(loaders.RUN_SOURCE, str(run.path), 0.0)
+run_source, run_predictions = chosen_run
 data_root, data_level = run_widgets.source_data(run_source, active_root, active_level)
 st.subheader("Scores per department")
 department_scores(run_predictions)

@@ -43,13 +43,11 @@ def choose_source() -> tuple[loaders.PredictionSource, list[str]] | None:
         if not runs:
             run_widgets.quick_demo_panel("map")
         run = run_widgets.pick_run(runs, key="map_run")
-        try:
-            predictions = loaders.run_predictions(str(run.path), loaders.file_stamp(run.path / "predictions.parquet"))
-        except ValueError as error:
-            st.error(f"Cannot read this run's predictions: {error}")
+        chosen = run_widgets.read_run_predictions(run)
+        if chosen is None:
             return None
-        stamp = loaders.file_stamp(run.path / "predictions.parquet")
-        return loaders.PredictionSource(loaders.RUN_SOURCE, str(run.path), stamp), sorted(predictions["region"].unique())
+        source, predictions = chosen
+        return source, sorted(predictions["region"].unique())
     listed = checkpoint_files()
     typed = st.selectbox("Checkpoint (inside the data folder)", ["", *listed], key="map_checkpoint",
                          accept_new_options=True, help=f"A path relative to {layout.data_dir()}")
