@@ -98,9 +98,13 @@ def compare_section(runs: list[runs_view.RunInfo]) -> None:
     scores = {}
     for label in chosen:
         run = labels[label]
-        predictions = loaders.run_predictions(str(run.path), loaders.file_stamp(run.path / "predictions.parquet"))
-        regions = model_charts.region_scores(predictions)
+        chosen_run = run_widgets.read_run_predictions(run)
+        if chosen_run is None:
+            continue
+        regions = model_charts.region_scores(chosen_run[1])
         scores[run.run_id] = regions[list(model_charts.TABLE2_ROWS)].mean().to_dict()
+    if not scores:
+        return
     table = model_charts.table2(scores)
     st.dataframe(table.style.format("{:.3f}"))
     st.plotly_chart(model_charts.comparison_bars(table), key="errors_compare_bars")
