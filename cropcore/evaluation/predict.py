@@ -48,20 +48,13 @@ def predictions_table(args: argparse.Namespace) -> pd.DataFrame:
 def _forest_table(run_dir: Path, region: str, root: str | None) -> pd.DataFrame:
     """Predictions of a saved forest. forest.joblib is a pickle: only load runs you made yourself."""
     import joblib
-    import numpy as np
 
-    from cropcore.constants import CLASSES
-    from cropcore.evaluation.inference import Predictions, open_regions
+    from cropcore.evaluation.inference import open_regions
     from cropcore.training import loop, runs
 
     config = runs.read_json(run_dir / runs.CONFIG)
     (dataset,) = open_regions([region], root=root or config.get("root"), level=config.get("level", "L1C"))
-    estimator = joblib.load(run_dir / runs.FOREST)
-    features, labels = loop._forest_inputs([dataset])
-    probabilities = np.zeros((len(labels), len(CLASSES)), np.float32)
-    probabilities[:, loop._forest_classes(estimator)] = estimator.predict_proba(features)
-    ids = dataset.index["id"].to_numpy(np.int64)
-    return Predictions(ids, np.full(len(ids), region, dtype=object), labels, probabilities).frame()
+    return loop.forest_predictions(joblib.load(run_dir / runs.FOREST), dataset).frame()
 
 
 def write(table: pd.DataFrame, out: Path, *, root: str | None, level: str | None, region: str) -> None:

@@ -499,14 +499,7 @@ def _fit_forest(config: TrainConfig, run_dir: Path, status: runs.StatusWriter | 
     train_features, train_labels = _forest_inputs(train_sets)
     estimator = _forest(config)
     estimator.fit(train_features, train_labels)
-    parts = []
-    for dataset in test_sets:
-        features, labels = _forest_inputs([dataset])
-        probabilities = np.zeros((len(labels), len(CLASSES)), np.float32)
-        probabilities[:, _forest_classes(estimator)] = estimator.predict_proba(features)
-        ids = dataset.index["id"].to_numpy(np.int64)
-        parts.append(Predictions(ids, np.full(len(ids), dataset.region, dtype=object), labels, probabilities))
-    scored = Predictions.concatenate(parts)
+    scored = Predictions.concatenate([forest_predictions(estimator, dataset) for dataset in test_sets])
     if config.save_forest:
         import joblib
 
@@ -515,6 +508,15 @@ def _fit_forest(config: TrainConfig, run_dir: Path, status: runs.StatusWriter | 
     if status:
         status.write(epoch=1, eta_seconds=0.0)
     return write_results(run_dir, scored, epoch=1, mode=config.mode, test_draws=1, seed=config.seed)
+
+
+def forest_predictions(estimator, dataset) -> Predictions:
+    """A fitted forest's class probabilities for every parcel of one region (all nine class columns)."""
+    features, labels = _forest_inputs([dataset])
+    probabilities = np.zeros((len(labels), len(CLASSES)), np.float32)
+    probabilities[:, _forest_classes(estimator)] = estimator.predict_proba(features)
+    ids = dataset.index["id"].to_numpy(np.int64)
+    return Predictions(ids, np.full(len(ids), dataset.region, dtype=object), labels, probabilities)
 
 
 def _forest_inputs(datasets) -> tuple[np.ndarray, np.ndarray]:
