@@ -203,13 +203,13 @@ def runs_root() -> Path:
     return Path(configured) if configured else layout.data_dir() / "runs"
 
 
-def inside_data_folder(text: str | Path) -> Path:
-    """A typed path resolved inside the data folder; ValueError when it points anywhere else."""
+def inside_data_folder(text: str | Path, advice: str = "only files inside it can be opened.") -> Path:
+    """A typed path resolved inside the data folder; ValueError (ending with ``advice``) when it points elsewhere."""
     folder = layout.data_dir().resolve()
     candidate = Path(str(text).strip()).expanduser()
     resolved = (candidate if candidate.is_absolute() else folder / candidate).resolve()
     if not resolved.is_relative_to(folder):
-        raise ValueError(f"{resolved} is outside the data folder {folder}; only files inside it can be opened.")
+        raise ValueError(f"{resolved} is outside the data folder {folder}; {advice}")
     return resolved
 
 

@@ -34,13 +34,7 @@ def init_state() -> None:
 
 def resolve_root(text: str) -> Path:
     """A typed root resolved against the data folder; ValueError when it points outside it."""
-    folder = layout.data_dir().resolve()
-    candidate = Path(text.strip()).expanduser()
-    resolved = (candidate if candidate.is_absolute() else folder / candidate).resolve()
-    if not resolved.is_relative_to(folder):
-        raise ValueError(f"{resolved} is outside the data folder {folder}; "
-                         f"put downloads under it (set CROPCORE_DATA to move it).")
-    return resolved
+    return loaders.inside_data_folder(text, "put downloads under it (set CROPCORE_DATA to move it).")
 
 
 def render() -> None:
