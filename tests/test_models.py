@@ -63,6 +63,32 @@ def test_every_network_builds_runs_and_trains(name: str) -> None:
         model(torch.rand(2, SEQUENCE_LENGTH, INPUT_DIM + 1))
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", models.NAMES)
+def test_every_network_runs_on_cuda_like_on_cpu(name: str) -> None:
+    """Same weights, same input: CUDA fp32 matches the CPU, and a bf16-autocast training step stays finite."""
+    torch.manual_seed(0)
+    cpu = models.build(name, input_dim=INPUT_DIM, num_classes=NUM_CLASSES, sequence_length=SEQUENCE_LENGTH).eval()
+    cuda = models.build(name, input_dim=INPUT_DIM, num_classes=NUM_CLASSES, sequence_length=SEQUENCE_LENGTH)
+    cuda.load_state_dict(cpu.state_dict())
+    cuda = cuda.cuda().eval()
+    for batch in (1, 7):
+        x = torch.rand(batch, SEQUENCE_LENGTH, INPUT_DIM)
+        with torch.no_grad(), torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+            torch.testing.assert_close(cuda(x.cuda()).cpu(), cpu(x), atol=1e-4, rtol=1e-4)
+    cuda.train()
+    optimizer = torch.optim.Adam(cuda.parameters(), lr=1e-3)
+    for batch in (1, 7):
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            log_probs = cuda(torch.rand(batch, SEQUENCE_LENGTH, INPUT_DIM, device="cuda"))
+        assert log_probs.shape == (batch, NUM_CLASSES)
+        torch.nn.functional.nll_loss(log_probs.float(), torch.arange(batch, device="cuda") % NUM_CLASSES).backward()
+        optimizer.step()
+        assert all(torch.isfinite(p).all() for p in cuda.parameters())
+
+
 def test_names_are_case_insensitive_with_aliases() -> None:
     assert models.find_spec("lstm").name == "LSTM"
     assert models.find_spec("TRANSFORMER").name == "Transformer"

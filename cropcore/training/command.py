@@ -55,6 +55,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="RandomForest: also save forest.joblib (pickle: load only files you trust)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (epoch lines only)")
+    parser.add_argument("--no-cuda-graphs", action="store_true",
+                        help="on CUDA, run every training step eagerly instead of replaying captured graphs")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size, learning_rate=args.learning_rate, weight_decay=args.weight_decay,
             seed=args.seed, device=args.device, hparams=dict(args.hparam), test_draws=args.test_draws,
             run_name=args.run_name, progress=not args.no_progress, save_forest=args.save_forest,
+            cuda_graphs=not args.no_cuda_graphs,
         )
     stop_on_sigterm()
     result = train(config, resume=args.resume)

@@ -25,9 +25,10 @@ from torch import nn
 
 import cropcore
 from cropcore.constants import BANDS, CLASSES, SEQUENCE_LENGTH, check_level
-from cropcore.evaluation.inference import Predictions, autocast, predict
+from cropcore.evaluation.inference import Predictions, predict
 from cropcore.evaluation.metrics import region_report
 from cropcore.training import checkpoint, distributed, protocol, runs
+from cropcore.training.cuda_graphs import TrainingForward
 from cropcore.training.distributed import Distributed
 
 #: Name of the Random Forest in ``--model`` (it is not a network of the registry).
@@ -78,6 +79,7 @@ class TrainConfig:
     run_name: str | None = None
     progress: bool = True
     save_forest: bool = False
+    cuda_graphs: bool = True
 
     @property
     def is_forest(self) -> bool:
@@ -292,7 +294,11 @@ def _fit_network(config: TrainConfig, run_dir: Path, status: runs.StatusWriter |
     torch.manual_seed(config.seed)
     network = models.build(config.model, input_dim=len(BANDS[config.level]), num_classes=len(CLASSES),
                            sequence_length=config.sequence_length, **dict(config.hparams)).to(device)
-    optimizer = torch.optim.Adam(network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    on_cuda = device.startswith("cuda")
+    if on_cuda:
+        torch.backends.cudnn.benchmark = True  # fixed batch shapes: pick the fastest convolution once
+    optimizer = torch.optim.Adam(network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay,
+                                 fused=on_cuda or None)
     start, best, log_rows = 0, {"epoch": None, "test_loss": math.inf}, []
     if resuming:
         start, best, log_rows = _restore(run_dir, network, optimizer, config)
@@ -303,6 +309,7 @@ def _fit_network(config: TrainConfig, run_dir: Path, status: runs.StatusWriter |
     batches = Batches(train_sets, batch_size=config.batch_size, sequence_length=config.sequence_length, shuffle=True,
                       seed=config.seed, device=device, drop_last=False, rank=context.rank,
                       world_size=context.world_size)
+    forward = TrainingForward(model, device, use_graphs=config.cuda_graphs)
     selects_best = protocol.fold(config.mode).selects_best_epoch
     epoch_seconds: list[float] = []
     best_state, scored = None, None
@@ -310,8 +317,8 @@ def _fit_network(config: TrainConfig, run_dir: Path, status: runs.StatusWriter |
         began = time.perf_counter()
         torch.manual_seed(_epoch_seed(config, epoch, context.rank))
         batches.set_epoch(epoch - 1)
-        train_loss = _train_epoch(model, optimizer, batches, epoch, config, run_dir, status, context, device, hooks,
-                                  epoch_seconds)
+        train_loss = _train_epoch(model, forward, optimizer, batches, epoch, config, run_dir, status, context, device,
+                                  hooks, epoch_seconds)
         scored = predict(network, test_sets, seed=config.seed, draws=1, device=device, context=context)
         row = _log_row(epoch, train_loss, scored, time.perf_counter() - began)
         log_rows.append(row)
@@ -383,13 +390,15 @@ def _save(path: Path, network: nn.Module, optimizer: torch.optim.Optimizer, conf
     )
 
 
-def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, batches, epoch: int, config: TrainConfig,
-                 run_dir: Path, status: runs.StatusWriter | None, context: Distributed, device: str, hooks: Hooks,
-                 epoch_seconds: list[float]) -> float:
+def _train_epoch(model: nn.Module, forward: TrainingForward, optimizer: torch.optim.Optimizer, batches, epoch: int,
+                 config: TrainConfig, run_dir: Path, status: runs.StatusWriter | None, context: Distributed, device: str,
+                 hooks: Hooks, epoch_seconds: list[float]) -> float:
     """One pass over this rank's shard; returns the mean training loss over all ranks.
 
     Every step all ranks agree (one small all-reduce) on whether to stop, so a cancel seen by rank 0 or a
-    NaN on any rank stops every rank at the same batch instead of leaving the others waiting.
+    NaN on any rank stops every rank at the same batch instead of leaving the others waiting. The check of
+    a step's flags waits until the next step has been queued: the GPU is never left idle while the host
+    reads a loss, and a failed run still names the batch whose loss was not finite.
     """
     from tqdm import tqdm
 
@@ -401,6 +410,27 @@ def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, batches, ep
                     desc=f"epoch {epoch}/{config.epochs}", dynamic_ncols=True,
                     disable=not (config.progress and context.is_main))
     total_loss, parcels, began, last_status = 0.0, 0, time.perf_counter(), 0.0
+    pending: tuple[int, torch.Tensor, torch.Tensor, int] | None = None  # step, loss, flags, batch size
+
+    def settle(step: int, loss: torch.Tensor, flags: torch.Tensor, size: int) -> None:
+        nonlocal total_loss, parcels, last_status
+        flags = distributed.all_max(flags, context)
+        if flags[0] > 0:
+            raise NonFiniteLossError(epoch, step, float(loss.cpu()))
+        if flags[1] > 0:
+            raise Cancelled()
+        value = float(loss)
+        total_loss += value * size
+        parcels += size
+        elapsed = time.perf_counter() - began
+        progress.update(size)
+        progress.set_postfix(loss=f"{value:.3f}")
+        if status and elapsed - last_status >= _STATUS_EVERY_SECONDS:
+            last_status = elapsed
+            per_epoch = float(np.mean(epoch_seconds)) if epoch_seconds else elapsed / step * steps
+            status.write(batch=step, batches=steps, eta_seconds=elapsed / step * (steps - step)
+                         + per_epoch * (config.epochs - epoch))
+
     for step, (x, y, field_ids) in enumerate(batches, start=1):
         if step > steps:
             break
@@ -409,28 +439,16 @@ def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, batches, ep
         if shard_log:
             shard_log.write(" ".join(map(str, field_ids.tolist())) + "\n")
         optimizer.zero_grad(set_to_none=True)
-        with autocast(device):
-            log_probabilities = model(x)
-        loss = F.nll_loss(log_probabilities.float(), y)
-        flags = torch.tensor([0.0 if torch.isfinite(loss) else 1.0,
-                              1.0 if context.is_main and _stop_wanted(run_dir) else 0.0], device=device)
-        flags = distributed.all_max(flags, context)
-        if flags[0] > 0:
-            raise NonFiniteLossError(epoch, step, float(loss.detach().cpu()))
-        if flags[1] > 0:
-            raise Cancelled()
+        loss = F.nll_loss(forward(x).float(), y)
+        not_finite = (~torch.isfinite(loss)).float().view(1)
+        flags = torch.cat([not_finite, not_finite.new_full((1,), float(context.is_main and _stop_wanted(run_dir)))])
         loss.backward()
         optimizer.step()
-        total_loss += float(loss.detach()) * len(y)
-        parcels += len(y)
-        elapsed = time.perf_counter() - began
-        progress.update(len(y))
-        progress.set_postfix(loss=f"{float(loss.detach()):.3f}")
-        if status and elapsed - last_status >= _STATUS_EVERY_SECONDS:
-            last_status = elapsed
-            per_epoch = float(np.mean(epoch_seconds)) if epoch_seconds else elapsed / step * steps
-            status.write(batch=step, batches=steps, eta_seconds=elapsed / step * (steps - step)
-                         + per_epoch * (config.epochs - epoch))
+        if pending is not None:
+            settle(*pending)
+        pending = (step, loss.detach(), flags, len(y))
+    if pending is not None:
+        settle(*pending)
     progress.close()
     if shard_log:
         shard_log.close()
