@@ -6,6 +6,12 @@ The reference models transpose the input to PyTorch's (batch, channels, time) la
 have their fastest kernels, so no transpose is ever copied. The parameters stay in the reference's
 ``nn.Conv1d`` / ``nn.BatchNorm1d`` modules (same state_dict keys); only the arithmetic is rearranged.
 
+Long kernels on the CPU (``FFT_MIN_KERNEL`` taps and more, stride 1) are convolved through the real FFT
+over time: the product of every channel pair then costs about 4 * (n / 2 + 1) multiplications for an
+n-point transform, whatever the kernel length, against time * kernel taps directly (InceptionTime's
+41-tap kernels over 45 steps: about 8x fewer). Several kernels applied to one input share one transform
+of it (``multi_kernel_conv``). Same function to float rounding (about 1e-6 relative in float32).
+
 In eval mode the networks fold each batch normalisation into the weights of the convolution before it
 (a per-channel scale and shift): one pass over the activations less per layer, same function, and the
 state_dict is never touched.
@@ -41,6 +47,8 @@ def time_conv(
         (batch, out_time, out_channels), contiguous.
     """
     left, right = (padding, padding) if isinstance(padding, int) else padding
+    if _use_fft(x, weight, stride):
+        return _fft_conv(x, weight, bias, left, right)
     if left != right:
         x = F.pad(x, (0, 0, left, right))
         left = 0
@@ -54,6 +62,72 @@ def time_conv(
     weight4 = weight.unsqueeze(-1).contiguous(memory_format=torch.channels_last)
     y = F.conv2d(x4, weight4, bias, stride=(stride, 1), padding=(left, 0))
     return y.permute(0, 2, 3, 1).flatten(2).contiguous()
+
+
+#: Kernels at least this long are convolved through the FFT on the CPU (measured on the benchmark machine:
+#: 41 taps 2.3x faster forward and 3x forward + backward at 128 channels; 7 taps 1.3x slower).
+FFT_MIN_KERNEL = 15
+
+
+def _use_fft(x: torch.Tensor, weight: torch.Tensor, stride: int) -> bool:
+    """FFT only where it is cheaper and exact enough: CPU, float32/64 outside autocast, stride 1, long kernels."""
+    return (x.device.type == "cpu" and stride == 1 and weight.shape[-1] >= FFT_MIN_KERNEL
+            and x.dtype in (torch.float32, torch.float64) and weight.dtype == x.dtype
+            and not torch.is_autocast_enabled("cpu"))
+
+
+def _fast_length(minimum: int) -> int:
+    """The smallest n >= minimum whose prime factors are 2, 3 and 5 (fast FFT sizes)."""
+    n = minimum
+    while True:
+        rest = n
+        for prime in (2, 3, 5):
+            while rest % prime == 0:
+                rest //= prime
+        if rest == 1:
+            return n
+        n += 1
+
+
+def _fft_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, left: int, right: int) -> torch.Tensor:
+    """``time_conv`` (stride 1) as a circular cross-correlation long enough that nothing wraps around.
+
+    ``y[t] = sum_k w[k] x[t + k - left]``: with x zero-padded to n >= time + max(left, right) and the
+    kernel rotated so that tap ``left`` sits at index 0, the circular correlation equals it for every
+    output step, and in frequency space it is one complex product per channel pair and frequency.
+    """
+    steps = x.shape[1]
+    out_channels, _, kernel = weight.shape
+    out_steps = steps + left + right - kernel + 1
+    n = _fast_length(steps + max(left, right))
+    spectrum = torch.fft.rfft(x, n=n, dim=1)  # (batch, frequencies, in)
+    rotated = torch.roll(F.pad(weight, (0, n - kernel)), shifts=-left, dims=-1)
+    kernels = torch.fft.rfft(rotated, dim=-1).conj().permute(2, 1, 0)  # (frequencies, in, out)
+    product = torch.bmm(spectrum.transpose(0, 1), kernels)  # (frequencies, batch, out)
+    # The inverse transform along a contiguous last axis is about 1.7x faster than along the first.
+    y = torch.fft.irfft(product.permute(1, 2, 0).contiguous(), n=n, dim=-1)[..., :out_steps].transpose(1, 2)
+    if bias is not None:
+        y = y + bias
+    return y.contiguous()
+
+
+def multi_kernel_conv(
+    x: torch.Tensor, weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor | None], paddings: Sequence[int]
+) -> torch.Tensor:
+    """Several same-padded (odd kernel, padding = kernel // 2) convolutions of one input, outputs concatenated.
+
+    Through the FFT (long kernels on the CPU) the kernels are zero-padded to one centred window and
+    applied as a single convolution, so the input is transformed once; otherwise one ``time_conv`` each.
+    """
+    reach = max(paddings)
+    same = all(w.shape[-1] == 2 * p + 1 for w, p in zip(weights, paddings))
+    if not same or not _use_fft(x, weights[0].new_empty(1, 1, 2 * reach + 1), 1):
+        return torch.cat([time_conv(x, w, b, padding=p) for w, b, p in zip(weights, biases, paddings)], dim=-1)
+    padded = torch.cat([F.pad(w, (reach - p, reach - p)) for w, p in zip(weights, paddings)])
+    bias = None
+    if any(b is not None for b in biases):
+        bias = torch.cat([x.new_zeros(w.shape[0]) if b is None else b for w, b in zip(weights, biases)])
+    return time_conv(x, padded, bias, padding=reach)
 
 
 def bn_scale_shift(bn: nn.BatchNorm1d) -> tuple[torch.Tensor, torch.Tensor]:

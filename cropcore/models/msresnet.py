@@ -128,6 +128,7 @@ class MSResNet(TimeSeriesClassifier):
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         """x: (batch, time, bands) -> (batch, num_classes) log-probabilities."""
         x = _conv_bn(self._resample(x), self.conv1, self.bn1, relu=True)
-        x = F.max_pool2d(x.unsqueeze(1), kernel_size=(3, 1), stride=(2, 1), padding=(1, 0)).squeeze(1)
+        # max_pool1d over the transposed view: PyTorch's (3, 1) max_pool2d on this layout was 20x slower.
+        x = F.max_pool1d(x.transpose(1, 2), kernel_size=3, stride=2, padding=1).transpose(1, 2)
         features = torch.cat([self._branch(x, kernel_size) for kernel_size in (3, 5, 7)], dim=1)
         return F.log_softmax(self.fc(features), dim=-1)

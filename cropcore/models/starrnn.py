@@ -41,6 +41,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from cropcore.models.base import TimeSeriesClassifier
+from cropcore.models.dropout import dense_dropout
 
 
 def _tanh_(x: torch.Tensor) -> torch.Tensor:
@@ -140,7 +141,7 @@ class StarLayer(nn.Module):
         else:  # no autograd: the faster in-place form on a private copy
             candidate = _tanh_(candidate.contiguous())
         states = _StarRecurrence.apply(gate_in, candidate, cell.h_K.weight)
-        states = self.dropout(states)
+        states = dense_dropout(states, self.dropout.p, self.training)
         steps, batch, _ = states.shape
         return self.bn_layer(states.reshape(steps * batch, hidden)).reshape(steps, batch, hidden)
 

@@ -13,8 +13,9 @@ in_proj_weight`` ...), so official checkpoints load with ``strict=True``.
 Changes against the reference:
     - Batch-first throughout and attention through ``F.scaled_dot_product_attention`` (fused kernels on
       CPU and CUDA), instead of ``nn.MultiheadAttention`` on (time, batch, features) tensors with its
-      transposes; the arithmetic is the same. Inference without autograd runs each layer through
-      PyTorch's fused encoder-layer kernel, which the reference's time-first layout could not use.
+      transposes; the arithmetic is the same. Inference without autograd adds residuals and biases in
+      place into the fresh matrix products (measured faster on the CPU than PyTorch's fused encoder-layer
+      kernel at these widths).
     - Dropout (p = 0.018 in the published configuration) draws only the dropped positions on CPU
       (:mod:`cropcore.models.dropout`): same distribution, a fraction of the cost of a dense Bernoulli mask.
     - Parameter count: 168 969 in the published configuration (d_model 64, 2 heads, 5 layers, d_inner 128);
@@ -47,6 +48,11 @@ class SelfAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (batch, time, d_model) -> (batch, time, d_model)."""
         batch, steps, d_model = x.shape
+        return self.out_proj(self.attend(x).reshape(batch, steps, d_model))
+
+    def attend(self, x: torch.Tensor) -> torch.Tensor:
+        """Attention of every head before the output projection: (batch, time, heads, head width)."""
+        batch, steps, d_model = x.shape
         qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)
         # unbind (not qkv[i]) so that backward writes one stacked gradient instead of three zero-filled ones.
         query, key, value = qkv.view(batch, steps, 3, self.n_head, d_model // self.n_head).permute(2, 0, 3, 1, 4).unbind(0)
@@ -58,7 +64,7 @@ class SelfAttention(nn.Module):
             attended = F.scaled_dot_product_attention(
                 query, key, value, dropout_p=self.dropout if self.training else 0.0
             )
-        return self.out_proj(attended.transpose(1, 2).reshape(batch, steps, d_model))
+        return attended.transpose(1, 2)
 
 
 class EncoderLayer(nn.Module):
@@ -76,21 +82,23 @@ class EncoderLayer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (batch, time, d_model) -> (batch, time, d_model)."""
         if not (self.training or torch.is_grad_enabled() or torch.is_autocast_enabled(x.device.type)):
-            return self._fused_inference(x)
+            return self._inference(x)
         x = self.norm1(x + self.dropout(self.self_attn(x)))
         inner = self.dropout(F.relu(self.linear1(x)))
         return self.norm2(x + self.dropout(self.linear2(inner)))
 
-    def _fused_inference(self, x: torch.Tensor) -> torch.Tensor:
-        # PyTorch's fused encoder-layer kernel, the one nn.TransformerEncoderLayer uses for batch-first
-        # inference: same arithmetic in one native call (no Python-level intermediate tensors).
+    def _inference(self, x: torch.Tensor) -> torch.Tensor:
+        # Without autograd: residuals and biases added in place into the fresh matrix products, ReLU in
+        # place, attention through scaled_dot_product_attention. Measured faster on the CPU than PyTorch's
+        # fused encoder-layer kernel (torch._transformer_encoder_layer_fwd) at this model's small widths.
+        batch, steps, d_model = x.shape
         attention = self.self_attn
-        return torch._transformer_encoder_layer_fwd(
-            x, x.shape[-1], attention.n_head, attention.in_proj_weight, attention.in_proj_bias,
-            attention.out_proj.weight, attention.out_proj.bias, False, False, self.norm1.eps,
-            self.norm1.weight, self.norm1.bias, self.norm2.weight, self.norm2.bias,
-            self.linear1.weight, self.linear1.bias, self.linear2.weight, self.linear2.bias, None, None,
-        )
+        attended = attention.attend(x).reshape(batch * steps, d_model)
+        h = torch.addmm(attention.out_proj.bias, attended, attention.out_proj.weight.t()).add_(x.reshape(-1, d_model))
+        h = self.norm1(h)
+        inner = torch.addmm(self.linear1.bias, h, self.linear1.weight.t()).relu_()
+        out = torch.addmm(self.linear2.bias, inner, self.linear2.weight.t()).add_(h)
+        return self.norm2(out).view(batch, steps, d_model)
 
 
 class Encoder(nn.Module):
