@@ -111,6 +111,11 @@ def test_specs_hold_the_published_training_settings() -> None:
         assert spec.learning_rate > 0 and spec.weight_decay >= 0 and spec.epochs > 0
     assert models.find_spec("LSTM").learning_rate == pytest.approx(0.009880117756170353)
     assert models.find_spec("Transformer").weight_decay == pytest.approx(3.5156458637523697e-06)
+    # Epochs of the reference's per-model selection (the paper's Table 1).
+    epochs = {spec.name: spec.epochs for spec in models.SPECS}
+    assert epochs == {"TempCNN": 11, "MSResNet": 23, "InceptionTime": 23, "OmniScaleCNN": 19, "LSTM": 17,
+                      "StarRNN": 17, "Transformer": 30}
+    assert models.find_spec("InceptionTime").learning_rate == pytest.approx(0.0005930998594456241)
 
 
 def _count(model: nn.Module) -> int:
@@ -130,6 +135,8 @@ def test_parameter_counts_match_table_1() -> None:
     assert _count(build("StarRNN")) == 121_379
     # Transformer: 168 969 in the published configuration (Table 1 states 0.19 M for an unstated one).
     assert _count(build("Transformer")) == 168_969
+    # InceptionTime, 4 modules of 64 filters (the reference's checkpoint name): Table 1's 0.08 M.
+    assert _count(build("InceptionTime")) == 83_369
 
 
 def test_random_forest_follows_sklearn_conventions() -> None:
