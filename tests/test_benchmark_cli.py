@@ -55,3 +55,23 @@ def test_table2_layout_without_data() -> None:
     assert list(blocks[0].index) == ["OA", "AA", "weighted F1", "kappa"]
     assert blocks[1].loc["OA", "RF"] == "0.500 ± 0.082" and blocks[1].loc["OA", "Transformer"] == "0.500"
     assert blocks[2].loc["kappa", "Transformer"] == "0.750"
+
+
+def test_a_diverged_run_leaves_its_cell_empty(sim_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cropcore.training import loop
+
+    real_train = loop.train
+
+    def train(config, **kwargs):
+        if config.mode == "evaluation4":
+            raise loop.NonFiniteLossError(1, 10, float("nan"))
+        return real_train(config, **kwargs)
+
+    monkeypatch.setattr(loop, "train", train)
+    out = tmp_path / "table2"
+    assert main(["benchmark", "--models", "TempCNN", "--quick", "--epochs", "1", "--batch-size", "64",
+                 "--root", str(sim_root), "--out", str(out)]) == 0
+    markdown = (out / "table2-L1C.md").read_text()
+    assert "TempCNN evaluation4 (test frh01) diverged" in markdown and "epoch 1, batch 10" in markdown
+    cross = pd.read_csv(out / "table2-L1C.csv").query("section == 'cross-evaluation'")
+    assert (cross["folds"] == 2).all()

@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     from cropcore.data import demo_root
     from cropcore.data.layout import SIMULATED_MARKER
     from cropcore.training import protocol
-    from cropcore.training.loop import resolve_config, train
+    from cropcore.training.loop import NonFiniteLossError, resolve_config, train
 
     preset = preset_of(args)
     if args.threads:
@@ -126,7 +126,14 @@ def run(args: argparse.Namespace) -> int:
             )
             started = time.perf_counter()
             print(f"[{time.perf_counter() - began:6.0f} s] {model} {mode} (test {region})", flush=True)
-            result = train(config)
+            try:
+                result = train(config)
+            except NonFiniteLossError as error:  # one diverged run leaves its cell empty, not the whole table
+                print(f"  {model} {mode} diverged: {error}; its cell stays empty", flush=True)
+                timings.append({"model": model, "mode": mode, "test": region,
+                                "seconds": time.perf_counter() - started, "failed": str(error)})
+                _write(args, scores, timings, preset, root, simulated, time.perf_counter() - began)
+                continue
             if result.metrics is None:
                 raise RuntimeError(f"{model} {mode} ended {result.state}: {result.run_dir}")
             report = result.metrics["regions"][region]
@@ -151,6 +158,8 @@ def _write(args: argparse.Namespace, scores: dict, timings: list, preset: Preset
         f"seed {args.seed}, device {args.device}, {seconds:.0f} s in total",
         "the paper block shows the published numbers on the real data, for comparison",
     ]
+    notes += [f"{t['model']} {t['mode']} (test {t['test']}) diverged, cell left empty: {t['failed']}"
+              for t in timings if "failed" in t]
     stem = args.out / f"table2-{args.level}"
     runs.write_bytes(stem.with_suffix(".md"), table2.render_markdown(scores, args.level, notes=notes).encode())
     table = table2.long_table(scores, args.level)
