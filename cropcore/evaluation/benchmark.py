@@ -150,10 +150,12 @@ def run(args: argparse.Namespace) -> int:
 def _write(args: argparse.Namespace, scores: dict, timings: list, preset: Preset, root: Path, simulated: bool,
            seconds: float) -> None:
     """Markdown, CSV and a JSON record of the runs so far (atomically: readers never see half a table)."""
+    from cropcore.data import demo_root
     from cropcore.training import runs
 
     notes = [
-        f"data: {'SIMULATED demo (not the real BreizhCrops)' if simulated else 'BreizhCrops'} at {root}",
+        f"data: {'SIMULATED demo (not the real BreizhCrops)' if simulated else 'BreizhCrops'}: "
+        + (f"the default `cropcore demo` ({root.name})" if root == demo_root() else str(root)),
         f"preset: {preset.description}",
         f"seed {args.seed}, device {args.device}, {seconds:.0f} s in total",
         "the paper block shows the published numbers on the real data, for comparison",
