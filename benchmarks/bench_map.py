@@ -8,8 +8,10 @@ Measure (median of ``--repeats``): t0 = ``page.goto(<url>/map)``; the map counts
   1. the deck.gl canvas of the page's map (``[data-testid=stDeckGlJsonChart] canvas``) is visible,
   2. the caption "... parcels drawn as ..." is shown (the layer data reached the page), and
   3. a screenshot of the canvas has at least 1 % of pixels in the class palette (deck.gl painted them).
-"cold": a fresh server each time (reads the shapefile, simplifies, builds and caches the layer);
-"warm": a new browser session on a server whose caches are filled (what every later visitor gets).
+"cold": a fresh server each time (Python imports; the layer kept on disk by an earlier visit is read back;
+only the very first visit after generating the data or changing dashboard/maps.py reads the shapefile and
+builds it); "warm": a new browser session on a server whose caches are filled (what every later visitor gets).
+What is drawn is the page's default for a whole department: the overview image (see dashboard/maps.py).
 Chromium runs with the issue's flags (tests/test_browser.py CHROMIUM_ARGS); offline, the page's default basemap
 is "None" (no style request), online it is CARTO's style, so the figure depends on the network.
 

@@ -7,6 +7,8 @@ Data errors (missing files, unreadable .h5) are raised unchanged for the page to
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import socket
 import threading
 from pathlib import Path
@@ -294,13 +296,23 @@ def shapefile_stamp(root: str, region: str) -> str:
     return ";".join(f"{part.stat().st_size}:{part.stat().st_mtime_ns}" if part.exists() else "missing" for part in parts)
 
 
+@functools.cache
+def builders_stamp() -> str:
+    """Digest of the map builders' source (maps.py).
+
+    Part of the key of the caches kept on disk: Streamlit keys them by the cached function's own code
+    only, so without it an upgraded builder would keep serving layers built by the old one.
+    """
+    return hashlib.sha1(Path(__file__).with_name("maps.py").read_bytes()).hexdigest()[:12]
+
+
 def parcel_shapes(root: str, region: str, level: str) -> pd.DataFrame:
     """Parcel outlines of a region (EPSG:4326) with centroid and equal-area radius (see maps.add_points)."""
-    return _parcel_shapes(root, region, level, shapefile_stamp(root, region))
+    return _parcel_shapes(root, region, level, shapefile_stamp(root, region), builders_stamp())
 
 
 @st.cache_data(show_spinner="Reading parcel outlines…", max_entries=8, persist="disk")
-def _parcel_shapes(root: str, region: str, level: str, stamp: str) -> pd.DataFrame:
+def _parcel_shapes(root: str, region: str, level: str, stamp: str, code: str) -> pd.DataFrame:
     from dashboard import maps
 
     return maps.add_points(open_dataset(root, region, level).geodataframe())
@@ -320,31 +332,38 @@ class MapLayer(NamedTuple):
     spec: str
     shape: str
     parcels: int
+    drawn_as: str  # maps.describe: what the page says is drawn
 
 
 def map_layer(source: PredictionSource, root: str, region: str, level: str, view: str,
               classes: tuple[str, ...], filter_by: str, shape: str, map_style: str | None) -> MapLayer:
     """The deck of one (prediction source, region, view, class filter, shape, basemap), serialised once.
 
-    Points for big selections (nothing to simplify), simplified outlines for the others; the view is
-    centred on the whole region. Kept on disk, so a restarted server draws a known map at once.
+    An overview image for a whole department, points for a medium selection, simplified outlines for
+    the others (maps.choose_shape); the view is centred on the whole region. Kept on disk, so a
+    restarted server draws a known map at once.
     """
     return _map_layer(source, root, region, level, view, classes, filter_by, shape, map_style,
-                      shapefile_stamp(root, region))
+                      shapefile_stamp(root, region), builders_stamp())
 
 
 @st.cache_data(show_spinner="Building the map layer…", max_entries=16, persist="disk")
-def _map_layer(source: PredictionSource, root: str, region: str, level: str, view: str,
-               classes: tuple[str, ...], filter_by: str, shape: str, map_style: str | None, stamp: str) -> MapLayer:
+def _map_layer(source: PredictionSource, root: str, region: str, level: str, view: str, classes: tuple[str, ...],
+               filter_by: str, shape: str, map_style: str | None, stamp: str, code: str) -> MapLayer:
     from dashboard import maps
 
     parcels = maps.filter_classes(map_parcels(source, root, region, level), list(classes), filter_by)
     chosen = maps.choose_shape(len(parcels), shape)
+    bounds = tuple(float(value) for value in parcel_shapes(root, region, level).total_bounds)
+    view_state = maps.view_state(bounds)
+    if chosen == "overview":
+        overview = maps.overview_of(parcels, view, bounds)
+        deck = maps.build_overview_deck(overview, view_state, map_style)
+        return MapLayer(deck.to_json(), chosen, len(parcels), maps.describe(chosen, overview.pixel_m))
     if chosen == "polygons":
         parcels = maps.simplify(parcels)
-    view_state = maps.view_state(tuple(float(value) for value in parcel_shapes(root, region, level).total_bounds))
     deck = maps.build_deck(maps.layer_table(parcels, view, chosen), view_state, map_style)
-    return MapLayer(deck.to_json(), chosen, len(parcels))
+    return MapLayer(deck.to_json(), chosen, len(parcels), maps.describe(chosen))
 
 
 @st.cache_data(ttl=300, show_spinner=False)

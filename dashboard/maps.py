@@ -2,25 +2,31 @@
 
 Nothing here touches Streamlit or the file system. Geometry is EPSG:4326 (lon, lat). To keep the
 full-size department (about 122 000 parcels) fast in the browser, the page sends only what the view
-needs: parcel outlines simplified and rounded when few parcels are shown, otherwise one point per
-parcel (its centroid), with short attribute values.
+needs: parcel outlines simplified and rounded when few parcels are shown, one point per parcel (its
+centroid, with short attribute values) for a medium selection, and above that an overview image painted
+here (one disk of the parcel's own area per parcel), which the browser draws as a single bitmap instead
+of 122 000 instances (seconds in a software WebGL, see benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import math
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
-import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pydeck as pdk
-import shapely
 from pydeck.bindings.json_tools import default_serialize
 
 from cropcore.constants import CLASS_COLORS, CLASSES, hex_to_rgb
+
+if TYPE_CHECKING:  # geopandas and shapely are imported where used: a page drawing a cached map needs neither
+    import geopandas as gpd
 
 #: View name -> label shown on the page.
 VIEWS: dict[str, str] = {
@@ -29,9 +35,24 @@ VIEWS: dict[str, str] = {
     "correct": "Correct vs wrong",
     "confidence": "Confidence",
 }
-SHAPES: tuple[str, ...] = ("auto", "polygons", "points")
+SHAPES: tuple[str, ...] = ("auto", "polygons", "points", "overview")
 #: Above this many shown parcels, "auto" draws points instead of outlines.
 POLYGON_LIMIT = 20_000
+#: Above this many, "auto" draws the overview image: every instance costs the browser's draw time, and
+#: a software WebGL needs about 3 s for 30 000 points but 7-12 s for a whole department.
+POINT_LIMIT = 30_000
+#: Long side of the overview image in pixels: about 1.5 times the department's width at the opening zoom,
+#: so the first zoom step stays sharp.
+OVERVIEW_SIZE = 1536
+#: Nearest-pixel sampling, no mipmaps: deck.gl's default (linear, mipmapped) averages neighbouring parcels
+#: of different classes into one muddy colour when the image is drawn smaller than its size.
+OVERVIEW_SAMPLING = {"minFilter": "nearest", "magFilter": "nearest", "mipmapFilter": "none"}
+#: Disk radius bounds in image pixels: every parcel is at least 3 x 3 pixels (about one screen pixel of
+#: radius at the opening zoom, like the points' minimum), and a huge one does not hide its neighbours.
+OVERVIEW_MIN_RADIUS, OVERVIEW_MAX_RADIUS = 1.5, 6.0
+#: Opacity of the overview's parcels (the image's alpha), so a basemap shows through.
+OVERVIEW_ALPHA = 220
+EARTH_RADIUS_M = 6_378_137.0
 CORRECT_COLOR = "#2e7d32"
 WRONG_COLOR = "#d32f2f"
 #: Confidence ramp: (probability, colour) stops, low = pale yellow, high = dark blue.
@@ -70,6 +91,8 @@ def join_predictions(parcels: gpd.GeoDataFrame, predictions: pd.DataFrame) -> gp
             added by ``add_points``.
         predictions: ``id, true, predicted, confidence`` (one region).
     """
+    import geopandas as gpd
+
     columns = ["id", "true", "predicted", "confidence"] + (["region"] if "region" in predictions else [])
     kept = ["id", "geometry", *(column for column in ("lon", "lat", "radius") if column in parcels)]
     joined = parcels[kept].merge(predictions[columns], on="id", how="inner")
@@ -86,6 +109,8 @@ def add_points(parcels: gpd.GeoDataFrame, decimals: int = DECIMALS) -> gpd.GeoDa
 
     Cheap and vectorised: the point view of a whole department needs nothing else.
     """
+    import shapely
+
     geometry = np.asarray(parcels.geometry.values, dtype=object)
     centroids = shapely.centroid(geometry)
     result = parcels.copy()
@@ -101,6 +126,8 @@ def simplify(parcels: gpd.GeoDataFrame, tolerance_m: float = 5.0, decimals: int 
 
     A parcel whose outline would vanish keeps its original outline, so the count never changes.
     """
+    import shapely
+
     geometry = np.asarray(parcels.geometry.values, dtype=object)
     simplified = shapely.simplify(geometry, tolerance_m / METRES_PER_DEGREE, preserve_topology=True)
     rounded = shapely.set_precision(simplified, 10.0 ** -decimals)
@@ -173,16 +200,28 @@ def legend_html(items: list[tuple[str, str]]) -> str:
 
 
 def choose_shape(count: int, shape: str = "auto") -> str:
-    """'polygons' or 'points' for ``count`` shown parcels."""
+    """'polygons', 'points' or 'overview' for ``count`` shown parcels."""
     if shape not in SHAPES:
         raise ValueError(f"unknown shape {shape!r}; expected one of {', '.join(SHAPES)}")
     if shape != "auto":
         return shape
-    return "polygons" if count <= POLYGON_LIMIT else "points"
+    if count <= POLYGON_LIMIT:
+        return "polygons"
+    return "points" if count <= POINT_LIMIT else "overview"
+
+
+def describe(shape: str, pixel_m: float = 0.0) -> str:
+    """What the page says is drawn, after "N parcels drawn as"."""
+    if shape == "overview":
+        return (f"an overview image (about {pixel_m:.0f} m per pixel; each parcel a dot of its own area, at "
+                "least 3 pixels across, at its centroid; no tooltips)")
+    return {"polygons": "outlines", "points": "points (centroids)"}.get(shape, shape)
 
 
 def _outer_rings(geometry: np.ndarray, decimals: int) -> list[list[list[float]]]:
     """Exterior ring of each (multi)polygon as [[lon, lat], ...]; the largest part of a multipolygon."""
+    import shapely
+
     parts, owner = shapely.get_parts(geometry, return_index=True)
     areas = shapely.area(parts)
     order = np.lexsort((-areas, owner))
@@ -199,7 +238,7 @@ def layer_table(parcels: gpd.GeoDataFrame, view: str, shape: str, decimals: int 
     """The compact table the browser receives: tooltip fields, colour, and outline or point.
 
     Columns: ``id``, ``true``, ``pred`` (class names), ``conf`` (2 decimals), ``rgb``, then ``ring`` and
-    ``line`` (outline and its colour) for polygons or ``xy`` and ``r`` (metres) for points.
+    ``line`` (outline and its colour) for polygons or ``xy`` and ``r`` (whole metres) for points.
 
     Args:
         parcels: output of ``join_predictions(add_points(...))`` (optionally filtered; simplified for
@@ -219,10 +258,80 @@ def layer_table(parcels: gpd.GeoDataFrame, view: str, shape: str, decimals: int 
         table["line"] = darker(rgb).tolist()
     elif shape == "points":
         table["xy"] = np.round(parcels[["lon", "lat"]].to_numpy(dtype=float), decimals).tolist()
-        table["r"] = parcels["radius"].to_numpy(dtype=float)
+        table["r"] = np.nan_to_num(parcels["radius"].to_numpy(dtype=float)).round().astype(np.int32)  # whole metres
     else:
         raise ValueError(f"shape must be 'polygons' or 'points', not {shape!r}")
     return table
+
+
+def mercator_y(lat: np.ndarray) -> np.ndarray:
+    """Web Mercator northing of latitudes (radians of the sphere), the axis the map draws linearly."""
+    return np.log(np.tan(np.pi / 4 + np.radians(np.asarray(lat, dtype=float)) / 2))
+
+
+class Overview(NamedTuple):
+    """An RGBA image of the parcels and where it lies: (west, south, east, north) in degrees."""
+
+    image: np.ndarray  # (height, width, 4) uint8, row 0 = north
+    bounds: tuple[float, float, float, float]
+    pixel_m: float  # ground size of one pixel at the centre
+
+
+def overview_image(lon: np.ndarray, lat: np.ndarray, radius_m: np.ndarray, rgba: np.ndarray,
+                   bounds: tuple[float, float, float, float], size: int = OVERVIEW_SIZE) -> Overview:
+    """Paint each parcel as a disk of its equal-area radius at its centroid, on a transparent image.
+
+    Rows are spaced in Web Mercator (as the map stretches a bitmap between its corners), so dots sit
+    where the points would. Rings are painted from the outside in, so every parcel keeps at least its
+    centre pixel (unless two centroids share a pixel); on a ring, smaller parcels are painted last.
+
+    Args:
+        lon, lat: centroids (degrees); NaN ones are left out. radius_m: equal-area radius (metres).
+        rgba: (N, 4) uint8 colours. bounds: (minx, miny, maxx, maxy) of the region, degrees.
+        size: pixels of the image's long side.
+    """
+    west, south, east, north = (float(value) for value in bounds)
+    x0, x1 = math.radians(west), math.radians(east)
+    y0, y1 = (float(value) for value in mercator_y(np.array([south, north])))
+    step = max(x1 - x0, y1 - y0, 1e-9) / size
+    width, height = max(int(math.ceil((x1 - x0) / step)), 1), max(int(math.ceil((y1 - y0) / step)), 1)
+    pixel_m = step * EARTH_RADIUS_M * math.cos(math.radians((south + north) / 2))
+    lon, lat = np.asarray(lon, dtype=float), np.asarray(lat, dtype=float)
+    keep = np.isfinite(lon) & np.isfinite(lat)
+    radius = np.clip(np.nan_to_num(np.asarray(radius_m, dtype=float)[keep]) / pixel_m,
+                     OVERVIEW_MIN_RADIUS, OVERVIEW_MAX_RADIUS)
+    column = np.clip(((np.radians(lon[keep]) - x0) / step).astype(np.int64), 0, width - 1)
+    row = np.clip(((y1 - mercator_y(lat[keep])) / step).astype(np.int64), 0, height - 1)
+    colours = np.asarray(rgba, dtype=np.uint8)[keep]
+    order = np.argsort(-radius, kind="stable")
+    column, row, radius, colours = column[order], row[order], radius[order], colours[order]
+    image = np.zeros((height, width, 4), dtype=np.uint8)
+    reach = int(math.ceil(OVERVIEW_MAX_RADIUS))
+    offsets = [(dx, dy) for dy in range(-reach, reach + 1) for dx in range(-reach, reach + 1)]
+    distance = np.hypot(*np.array(offsets, dtype=float).T)
+    for (dx, dy), away in sorted(zip(offsets, distance), key=lambda item: -item[1]):
+        inside = np.flatnonzero(radius >= away) if away > 0 else np.arange(len(radius))
+        x, y = column[inside] + dx, row[inside] + dy
+        fits = (x >= 0) & (x < width) & (y >= 0) & (y < height)
+        image[y[fits], x[fits]] = colours[inside[fits]]
+    return Overview(image, (west, south, east, north), pixel_m)
+
+
+def overview_of(parcels: pd.DataFrame, view: str, bounds: tuple[float, float, float, float],
+                size: int = OVERVIEW_SIZE) -> Overview:
+    """The overview image of joined parcels (with ``lon``, ``lat``, ``radius``) coloured for a view."""
+    return overview_image(parcels["lon"].to_numpy(dtype=float), parcels["lat"].to_numpy(dtype=float),
+                          parcels["radius"].to_numpy(dtype=float), colors(parcels, view, alpha=OVERVIEW_ALPHA),
+                          bounds, size)
+
+
+def png_data_url(image: np.ndarray) -> str:
+    """An RGBA image as a PNG data URL: deck.gl loads it without any request to the server."""
+    from PIL import Image  # Pillow comes with Streamlit
+
+    buffer = io.BytesIO()
+    Image.fromarray(image, mode="RGBA").save(buffer, format="PNG", compress_level=6)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def view_state(bounds: tuple[float, float, float, float], width_px: int = 900) -> pdk.ViewState:
@@ -275,11 +384,26 @@ def build_deck(table: pd.DataFrame, view: pdk.ViewState, map_style: str | None =
         )
     else:
         raise ValueError("layer table needs a 'ring' or an 'xy' column")
+    return _deck([layer], view, map_style, TOOLTIP)
+
+
+def build_overview_deck(overview: Overview, view: pdk.ViewState, map_style: str | None = CARTO_POSITRON) -> pdk.Deck:
+    """A pydeck map of an overview image: one BitmapLayer, nothing to pick (the page says so)."""
+    west, south, east, north = overview.bounds
+    # Quoted: pydeck would otherwise send a plain string as an accessor expression ("@@=...").
+    layer = pdk.Layer("BitmapLayer", id="overview", image=f'"{png_data_url(overview.image)}"',
+                      bounds=[west, south, east, north], texture_parameters=OVERVIEW_SAMPLING, opacity=1.0,
+                      pickable=False)
+    return _deck([layer], view, map_style, None)
+
+
+def _deck(layers: list[pdk.Layer], view: pdk.ViewState, map_style: str | None, tooltip: dict | None) -> pdk.Deck:
+    """The deck around ``layers``; no basemap at all when ``map_style`` is None (see build_deck)."""
     if map_style:
-        return CompactDeck(layers=[layer], initial_view_state=view, map_provider="carto", map_style=map_style,
-                           tooltip=TOOLTIP)
-    return CompactDeck(layers=[layer], initial_view_state=view, map_provider=None, map_style=NO_BASEMAP,
-                       tooltip=TOOLTIP)
+        return CompactDeck(layers=layers, initial_view_state=view, map_provider="carto", map_style=map_style,
+                           tooltip=tooltip)
+    return CompactDeck(layers=layers, initial_view_state=view, map_provider=None, map_style=NO_BASEMAP,
+                       tooltip=tooltip)
 
 
 def export_frame(parcels: pd.DataFrame) -> pd.DataFrame:
@@ -295,6 +419,8 @@ def to_csv_bytes(parcels: pd.DataFrame) -> bytes:
 
 def to_geopackage_bytes(parcels: gpd.GeoDataFrame, layer: str = "predictions") -> bytes:
     """GeoPackage (EPSG:4326) of the shown predictions with their outlines, as bytes."""
+    import geopandas as gpd
+
     frame = gpd.GeoDataFrame(export_frame(parcels), geometry=np.asarray(parcels.geometry.values),
                              crs=parcels.crs or "EPSG:4326")
     if "correct" in frame:
@@ -307,6 +433,8 @@ def to_geopackage_bytes(parcels: gpd.GeoDataFrame, layer: str = "predictions") -
 
 def read_geopackage(data: bytes) -> gpd.GeoDataFrame:
     """Parse GeoPackage bytes (used by tests to check exports)."""
+    import geopandas as gpd
+
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "in.gpkg"
         path.write_bytes(data)

@@ -7,6 +7,9 @@ both real `cropcore train` processes (a Random Forest and a 1-epoch TempCNN on t
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -136,6 +139,32 @@ def test_map_page_widgets(runs_folder: Path) -> None:
     runs = {run.model: run for run in runs_view.list_runs(runs_folder)}
     at.selectbox(key="map_run").select(runs["TempCNN"].label).run()
     assert not at.exception and at.get("deck_gl_json_chart")
+
+
+def test_map_page_overview_image(runs_folder: Path) -> None:
+    """The overview is one image painted on the server, recoloured per view; the page says what it lacks."""
+    at = open_page(new_app(MAP), MAP)
+    at.radio(key="map_basemap").set_value("None (offline)").run()
+    at.radio(key="map_shape").set_value("overview").run()
+    assert not at.exception
+    layer, = json.loads(at.get("deck_gl_json_chart")[0].proto.json)["layers"]
+    assert layer["@@type"] == "BitmapLayer" and layer["image"].startswith("data:image/png;base64,")
+    assert "drawn as an overview image" in texts(at) and "Tooltips" in texts(at)
+    at.radio(key="map_view").set_value("correct").run()
+    recoloured, = json.loads(at.get("deck_gl_json_chart")[0].proto.json)["layers"]
+    assert not at.exception and recoloured["image"] != layer["image"]
+
+
+def test_map_page_imports_no_models(runs_folder: Path) -> None:
+    """Drawing a run's map needs no network code: importing cropcore.models (torch) took 2 s of a fresh
+    server's first map, even with the map itself on disk. (The dataset, read on a cache miss, uses torch.)"""
+    script = ("import sys\nfrom streamlit.testing.v1 import AppTest\n"
+              "at = AppTest.from_file(sys.argv[1], default_timeout=120)\nat.switch_page(sys.argv[2])\nat.run()\n"
+              "assert not at.exception and at.get('deck_gl_json_chart'), at.exception\n"
+              "print('cropcore.models' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", script, APP, MAP], capture_output=True, text=True, timeout=180,
+                            env={**os.environ, loaders.RUNS_ENV: str(runs_folder)}, check=True)
+    assert result.stdout.split()[-1] == "False"
 
 
 def test_map_page_checkpoints_are_data_inside_the_data_folder(runs_folder: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 
 import geopandas as gpd
@@ -106,9 +108,77 @@ def test_filter_classes(joined: gpd.GeoDataFrame) -> None:
 def test_choose_shape() -> None:
     assert maps.choose_shape(10) == "polygons"
     assert maps.choose_shape(maps.POLYGON_LIMIT + 1) == "points"
+    assert maps.choose_shape(maps.POINT_LIMIT) == "points"
+    assert maps.choose_shape(maps.POINT_LIMIT + 1) == "overview"  # a whole department: one image
     assert maps.choose_shape(10, "points") == "points"
+    assert maps.choose_shape(10, "overview") == "overview"
     with pytest.raises(ValueError):
         maps.choose_shape(10, "hexagons")
+
+
+def test_describe_says_what_is_drawn() -> None:
+    assert "no tooltips" in maps.describe("overview", 49.2) and "49 m per pixel" in maps.describe("overview", 49.2)
+    assert maps.describe("points") == "points (centroids)"
+    assert maps.describe("polygons") == "outlines"
+
+
+def test_mercator_rows() -> None:
+    assert maps.mercator_y(np.array([0.0]))[0] == pytest.approx(0.0)
+    # 1 degree of latitude spans more Mercator units in the north of a region than in its south
+    assert np.diff(maps.mercator_y(np.array([48.0, 49.0])))[0] > np.diff(maps.mercator_y(np.array([47.0, 48.0])))[0]
+
+
+def test_overview_paints_each_parcel_at_its_centroid() -> None:
+    bounds = (0.0, 0.0, 60.0, 60.0)  # a large extent, where Mercator rows differ visibly from degrees
+    lon, lat = np.array([0.0, 30.0, 60.0, np.nan]), np.array([60.0, 30.0, 0.0, 30.0])
+    rgba = np.array([[255, 0, 0, 200], [0, 255, 0, 200], [0, 0, 255, 200], [9, 9, 9, 200]], dtype=np.uint8)
+    overview = maps.overview_image(lon, lat, np.zeros(4), rgba, bounds, size=100)
+    height, width, _ = overview.image.shape
+    step = maps.mercator_y(np.array([60.0]))[0] / 100  # latitudes are the long side
+    assert height == 100 and width == int(np.ceil(np.radians(60.0) / step)) < 100
+    assert tuple(overview.image[0, 0]) == (255, 0, 0, 200)  # north-west corner
+    assert tuple(overview.image[-1, -1]) == (0, 0, 255, 200)  # south-east corner
+    row = int((maps.mercator_y(np.array([60.0, 30.0])) @ [1, -1]) / step)
+    assert row > 55  # rows follow Mercator (30 N lies in the lower part), not degrees (row 50)
+    assert tuple(overview.image[row, int(np.radians(30.0) / step)]) == (0, 255, 0, 200)
+    disk = sum(np.hypot(dx, dy) <= maps.OVERVIEW_MIN_RADIUS for dx in range(-3, 4) for dy in range(-3, 4))
+    counts = [(overview.image[..., :3] == colour[:3]).all(axis=2).sum() for colour in rgba]
+    assert counts[1] == disk == 9 and 0 < counts[0] < disk and 0 < counts[2] < disk  # tiny: 3 x 3, clipped
+    assert counts[3] == 0 and (overview.image[..., 3] > 0).sum() == sum(counts)  # NaN centroid left out
+    assert overview.bounds == bounds
+    assert overview.pixel_m == pytest.approx(step * maps.EARTH_RADIUS_M * np.cos(np.radians(30.0)))
+
+
+def test_overview_disks_keep_small_parcels_visible() -> None:
+    bounds = (0.0, 0.0, 0.01, 0.01)
+    step = maps.mercator_y(np.array([0.01]))[0] / 100  # radians per pixel (latitudes: the long side)
+    pixel_m = step * maps.EARTH_RADIUS_M
+    rgba = np.array([[200, 0, 0, 255], [0, 0, 200, 255]], dtype=np.uint8)
+    # a big parcel (4 pixels radius) and a tiny neighbour 2 pixels east, inside its disk, listed after it
+    lon, lat = np.array([0.005, 0.005 + np.degrees(2 * step)]), np.array([0.005, 0.005])
+    image = maps.overview_image(lon, lat, np.array([4 * pixel_m, 0.0]), rgba, bounds, size=100).image
+    assert 40 < (image[..., 3] > 0).sum() < 60  # about pi * 4^2
+    row, column = int((maps.mercator_y(np.array([0.01, 0.005])) @ [1, -1]) / step), int(np.radians(lon[1]) / step)
+    assert tuple(image[row, column, :3]) == (0, 0, 200)  # the tiny parcel keeps its centre pixel
+    big = maps.overview_image(lon[:1], lat[:1], np.array([1e6]), rgba[:1], bounds, size=100).image
+    assert (big[..., 3] > 0).sum() <= np.pi * (maps.OVERVIEW_MAX_RADIUS + 1) ** 2  # radius capped
+
+
+def test_overview_deck_is_one_bitmap(joined: gpd.GeoDataFrame) -> None:
+    overview = maps.overview_of(joined, "correct", tuple(joined.total_bounds), size=64)
+    assert max(overview.image.shape[:2]) == 64 and (overview.image[..., 3] == maps.OVERVIEW_ALPHA).any()
+    deck = maps.build_overview_deck(overview, maps.view_state(tuple(joined.total_bounds)), map_style=None)
+    spec = json.loads(deck.to_json())
+    layer, = spec["layers"]
+    assert layer["@@type"] == "BitmapLayer" and not layer.get("pickable")
+    assert layer["image"].startswith("data:image/png;base64,")  # a literal, not an accessor ("@@=")
+    assert layer["bounds"] == pytest.approx(list(joined.total_bounds))
+    assert layer["textureParameters"] == maps.OVERVIEW_SAMPLING  # class colours are never averaged together
+    assert spec["mapStyle"] == maps.NO_BASEMAP
+    from PIL import Image
+
+    png = Image.open(io.BytesIO(base64.b64decode(layer["image"].split(",", 1)[1])))
+    assert png.mode == "RGBA" and np.array_equal(np.asarray(png), overview.image)
 
 
 def test_polygon_layer_table_and_deck(joined: gpd.GeoDataFrame) -> None:
@@ -134,6 +204,7 @@ def test_polygon_layer_table_and_deck(joined: gpd.GeoDataFrame) -> None:
 def test_point_layer_and_plain_background(joined: gpd.GeoDataFrame) -> None:
     table = maps.layer_table(joined, "confidence", "points")
     assert "xy" in table and "ring" not in table
+    assert table["r"].dtype.kind == "i"  # whole metres: shorter JSON
     deck = maps.build_deck(table, maps.view_state(tuple(joined.total_bounds)), map_style=None)
     spec = json.loads(deck.to_json())
     assert spec["layers"][0]["@@type"] == "ScatterplotLayer"

@@ -1,4 +1,8 @@
-"""Map page: parcel predictions of one department on a map, by class, correctness or confidence."""
+"""Map page: parcel predictions of one department on a map, by class, correctness or confidence.
+
+A whole department opens as an overview image (maps.choose_shape): the browser draws it at once, where
+122 000 pickable points take seconds. The page says so and how to get tooltips (fewer classes, points).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,6 @@ from pathlib import Path
 
 import streamlit as st
 
-from cropcore import models
 from cropcore.constants import CLASSES, REGIONS
 from cropcore.data import layout
 from dashboard import loaders, maps, run_widgets, sidebar
@@ -65,6 +68,8 @@ def choose_source() -> tuple[loaders.PredictionSource, list[str]] | None:
     if not path.is_file():
         st.error(f"No file at {path}.")
         return None
+    from cropcore import models  # imports torch (seconds): only for checkpoints, never before the first map
+
     official = st.selectbox("Model of an official BreizhCrops .pth", ["", *models.NAMES], key="map_official",
                             format_func=lambda name: name or "— (a cropcore checkpoint names its model)")
     source = loaders.PredictionSource(loaders.CHECKPOINT_SOURCE, str(path), loaders.file_stamp(path), official)
@@ -87,7 +92,9 @@ def map_controls(regions: list[str]) -> dict[str, object]:
     classes = left.multiselect("Show only classes", CLASSES, key="map_classes")
     filter_by = middle.radio("Filter on", ("predicted", "true"), key="map_filter_by", horizontal=True)
     shape = right.radio("Draw", maps.SHAPES, key="map_shape", horizontal=True,
-                        help=f"auto: outlines up to {maps.POLYGON_LIMIT:,} parcels, centroid points above.")
+                        help=f"auto: outlines up to {maps.POLYGON_LIMIT:,} parcels, centroid points up to "
+                             f"{maps.POINT_LIMIT:,}, an overview image above (a whole department: drawn at "
+                             "once, but without tooltips).")
     return {"region": region, "view": view, "classes": tuple(classes), "filter_by": filter_by, "shape": shape,
             "map_style": maps.BASEMAPS[basemap]}
 
@@ -106,7 +113,11 @@ def show_map(source: loaders.PredictionSource, root: Path, level: str, controls:
         sidebar.show_data_error(error, root, region, level)
         return
     st.markdown(maps.legend_html(maps.legend(str(controls["view"]))), unsafe_allow_html=True)
-    st.caption(f"{layer.parcels:,} parcels drawn as {layer.shape} · {region_label(region)}")
+    st.caption(f"{layer.parcels:,} parcels drawn as {layer.drawn_as} · {region_label(region)}")
+    if layer.shape == "overview":
+        st.caption(f"Tooltips (parcel, true and predicted class, confidence) need points or outlines: show "
+                   f"only some classes (at most {maps.POINT_LIMIT:,} parcels are drawn as points) or choose "
+                   "Draw: points (all parcels, slower to draw).")
     st.pydeck_chart(maps.PrebuiltDeck(layer.spec), height=620, key="map_deck")
     export_buttons(args, controls)
 

@@ -24,10 +24,6 @@ import numpy as np
 from cropcore.constants import CLASSES, LEVELS, REGIONS, check_level, check_region
 from cropcore.data import layout
 from cropcore.data.simulate import plan as planning
-from cropcore.data.simulate.geometry import make_parcels
-from cropcore.data.simulate.series import simulate_region
-from cropcore.data.simulate.writer import (RegionWriter, write_classmapping, write_codes, write_marker,
-                                           write_shapefile)
 
 __all__ = ["DEFAULT_SCALE", "VERSION", "configure", "demo_root", "generate", "run"]
 
@@ -47,6 +43,12 @@ def _write(root: Path, scale: float, seed: int, regions: tuple[str, ...], levels
            min_per_class: int, progress: bool) -> dict:
     """Write everything into `root` (an empty folder); returns the marker payload."""
     from tqdm import tqdm
+
+    # Imported here: finding an existing demo (demo_root, on every dashboard start) needs none of the
+    # simulation, whose imports (scipy, h5py, pyproj) take about half a second.
+    from cropcore.data.simulate.geometry import make_parcels
+    from cropcore.data.simulate.series import simulate_region
+    from cropcore.data.simulate.writer import RegionWriter, write_classmapping, write_codes, write_shapefile
 
     universe = {region: planning.universe_size(region, scale, min_per_class) for region in REGIONS}
     ids = planning.all_ids(universe, np.random.default_rng([seed, 99]))
@@ -124,6 +126,8 @@ def generate(root: str | os.PathLike, *, scale: float = DEFAULT_SCALE, seed: int
     Raises:
         ValueError: bad scale, region, level or an occupied root.
     """
+    from cropcore.data.simulate.writer import write_marker
+
     if not scale > 0:
         raise ValueError(f"scale must be positive, got {scale}")
     if min_per_class < 0:
