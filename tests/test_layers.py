@@ -31,6 +31,11 @@ def test_fft_convolution_equals_direct_convolution(kernel: int, padding: tuple[i
         torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
 
 
+def test_fft_convolution_refuses_a_kernel_longer_than_the_series() -> None:
+    with pytest.raises(ValueError, match="41-tap kernel is longer than the padded series"):
+        layers.time_conv(torch.randn(2, 10, 3), torch.randn(4, 3, 41), padding=(5, 5))
+
+
 def test_fft_only_where_it_pays_and_is_exact_enough() -> None:
     x, long_kernel = torch.randn(2, 45, 4), torch.randn(3, 4, layers.FFT_MIN_KERNEL)
     assert layers._use_fft(x, long_kernel, stride=1)

@@ -99,6 +99,8 @@ def _fft_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, 
     steps = x.shape[1]
     out_channels, _, kernel = weight.shape
     out_steps = steps + left + right - kernel + 1
+    if out_steps < 1:  # what F.conv1d refuses too
+        raise ValueError(f"a {kernel}-tap kernel is longer than the padded series ({steps + left + right} steps)")
     n = _fast_length(steps + max(left, right))
     spectrum = torch.fft.rfft(x, n=n, dim=1)  # (batch, frequencies, in)
     rotated = torch.roll(F.pad(weight, (0, n - kernel)), shifts=-left, dims=-1)
