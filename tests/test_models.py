@@ -161,3 +161,22 @@ def test_random_forest_follows_sklearn_conventions() -> None:
     assert np.array_equal(clone(forest).fit(features, labels).predict(features), predicted)  # seeded
     with pytest.raises(ValueError, match="fitted on 923"):
         forest.predict(features[:, :, :5])
+
+
+def test_model_benchmark_runs_side_by_side(capsys: pytest.CaptureFixture[str]) -> None:
+    """benchmarks/bench_models.py stays runnable: ours and the reference timed in one loop (tiny batch)."""
+    pytest.importorskip("breizhcrops")
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_models.py"
+    spec = importlib.util.spec_from_file_location("bench_models", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    threads = torch.get_num_threads()
+    try:
+        assert bench.main(["--models", "InceptionTime", "--repeats", "1", "--batch-size", "4", "--threads", "1"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| InceptionTime"))
+    assert "| 245,321 | 1,161 |" in row  # ours built like the reference's 3 x 128, whose lists hold the rest
