@@ -63,7 +63,7 @@ def _duration(seconds: float) -> str:
 def _report(timings: dict[float, tuple[float, float, int]], scores: dict[str, dict[str, float]]) -> list[str]:
     """Markdown lines of our RESULTS.md section."""
     lines = [
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, shared with up to 7 other helpers' jobs "
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores "
         f"(load average {os.getloadavg()[0]:.0f} when written): wall times are upper bounds, the CPU time "
         f"of the (single-process) generator is the steadier figure. Python {platform.python_version()}, "
         f"generator version {VERSION}, {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC.",
