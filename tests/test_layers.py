@@ -21,7 +21,7 @@ def test_fft_convolution_equals_direct_convolution(kernel: int, padding: tuple[i
     x = torch.randn(3, 45, 6, dtype=torch.float64, requires_grad=True)
     weight = torch.randn(5, 6, kernel, dtype=torch.float64, requires_grad=True)
     bias = torch.randn(5, dtype=torch.float64, requires_grad=True)
-    assert layers._use_fft(x, weight, stride=1)
+    assert layers._use_fft(x, kernel, weight.dtype, stride=1)
     got, expected = layers.time_conv(x, weight, bias, padding=padding), _direct(x, weight, bias, padding)
     assert got.shape == expected.shape and got.is_contiguous()
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-10)
@@ -38,12 +38,13 @@ def test_fft_convolution_refuses_a_kernel_longer_than_the_series() -> None:
 
 def test_fft_only_where_it_pays_and_is_exact_enough() -> None:
     x, long_kernel = torch.randn(2, 45, 4), torch.randn(3, 4, layers.FFT_MIN_KERNEL)
-    assert layers._use_fft(x, long_kernel, stride=1)
-    assert not layers._use_fft(x, long_kernel[..., :-1], stride=1)  # short kernels: direct is faster
-    assert not layers._use_fft(x, long_kernel, stride=2)
-    assert not layers._use_fft(x.half(), long_kernel.half(), stride=1)
+    taps = layers.FFT_MIN_KERNEL
+    assert layers._use_fft(x, taps, long_kernel.dtype, stride=1)
+    assert not layers._use_fft(x, taps - 1, long_kernel.dtype, stride=1)  # short kernels: direct is faster
+    assert not layers._use_fft(x, taps, long_kernel.dtype, stride=2)
+    assert not layers._use_fft(x.half(), taps, torch.half, stride=1)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert not layers._use_fft(x, long_kernel, stride=1)
+        assert not layers._use_fft(x, taps, long_kernel.dtype, stride=1)
 
 
 def test_kernels_sharing_one_transform_equal_separate_convolutions() -> None:
