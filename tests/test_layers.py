@@ -1,4 +1,4 @@
-"""The shared layers' faster arithmetic equals the plain one: FFT convolutions and cheaper dropout masks."""
+"""The shared layers' faster arithmetic equals the plain one: spectral convolutions and cheaper dropout masks."""
 
 from __future__ import annotations
 
@@ -10,19 +10,22 @@ from cropcore.models import layers
 from cropcore.models.dropout import dense_dropout, kept_mask, sparse_dropout
 
 
-def _direct(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: tuple[int, int]) -> torch.Tensor:
-    return F.conv1d(F.pad(x.transpose(1, 2), padding), weight, bias).transpose(1, 2)
+def _direct(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: tuple[int, int],
+            stride: int = 1) -> torch.Tensor:
+    return F.conv1d(F.pad(x.transpose(1, 2), padding), weight, bias, stride=stride).transpose(1, 2)
 
 
-@pytest.mark.parametrize("kernel", [15, 17, 41])
-@pytest.mark.parametrize("padding", [(0, 0), (8, 8), (3, 11), (20, 0), (0, 20)])
-def test_fft_convolution_equals_direct_convolution(kernel: int, padding: tuple[int, int]) -> None:
+@pytest.mark.parametrize("kernel", [1, 2, 3, 7, 15, 41])
+@pytest.mark.parametrize("padding", [(0, 0), "same", (3, 11), (20, 0), (0, 20)])
+@pytest.mark.parametrize("stride", [1, 2, 3])
+def test_spectral_convolution_equals_direct_convolution(kernel: int, padding, stride: int) -> None:
     torch.manual_seed(kernel)
+    padding = (kernel // 2, kernel // 2) if padding == "same" else padding
     x = torch.randn(3, 45, 6, dtype=torch.float64, requires_grad=True)
     weight = torch.randn(5, 6, kernel, dtype=torch.float64, requires_grad=True)
     bias = torch.randn(5, dtype=torch.float64, requires_grad=True)
-    assert layers._use_fft(x, kernel, weight.dtype, stride=1)
-    got, expected = layers.time_conv(x, weight, bias, padding=padding), _direct(x, weight, bias, padding)
+    got = layers._spectral_conv(x, weight, bias, *padding, stride)
+    expected = _direct(x, weight, bias, padding, stride)
     assert got.shape == expected.shape and got.is_contiguous()
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-10)
     grad = torch.randn_like(expected)
@@ -31,20 +34,38 @@ def test_fft_convolution_equals_direct_convolution(kernel: int, padding: tuple[i
         torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
 
 
-def test_fft_convolution_refuses_a_kernel_longer_than_the_series() -> None:
+def test_spectral_convolution_in_float32_stays_within_rounding_of_the_exact_result() -> None:
+    torch.manual_seed(5)
+    x = torch.randn(16, 45, 128)
+    weight = torch.randn(128, 128, 7) / (128 * 7) ** 0.5
+    assert layers._use_spectral(x, weight, 3, 3, 1)
+    got = layers.time_conv(x, weight, padding=3)
+    exact = _direct(x.double(), weight.double(), None, (3, 3))
+    assert ((got.double() - exact).abs().max() / exact.abs().max()).item() < 1e-6
+
+
+def test_a_kernel_longer_than_the_padded_series_is_refused() -> None:
     with pytest.raises(ValueError, match="41-tap kernel is longer than the padded series"):
         layers.time_conv(torch.randn(2, 10, 3), torch.randn(4, 3, 41), padding=(5, 5))
 
 
-def test_fft_only_where_it_pays_and_is_exact_enough() -> None:
-    x, long_kernel = torch.randn(2, 45, 4), torch.randn(3, 4, layers.FFT_MIN_KERNEL)
-    taps = layers.FFT_MIN_KERNEL
-    assert layers._use_fft(x, taps, long_kernel.dtype, stride=1)
-    assert not layers._use_fft(x, taps - 1, long_kernel.dtype, stride=1)  # short kernels: direct is faster
-    assert not layers._use_fft(x, taps, long_kernel.dtype, stride=2)
-    assert not layers._use_fft(x.half(), taps, torch.half, stride=1)
+def test_spectral_path_only_where_it_saves_enough_and_is_exact_enough() -> None:
+    x = torch.randn(2, 45, 128)
+    tempcnn, three_taps, few_bands = torch.randn(128, 128, 7), torch.randn(128, 128, 3), torch.randn(128, 13, 7)
+    assert layers._use_spectral(x, tempcnn, 3, 3, 1)
+    assert not layers._use_spectral(x, three_taps, 1, 1, 1)  # about as costly either way
+    assert not layers._use_spectral(x[..., :13], few_bands, 3, 3, 1)  # the transforms cost as much as they save
+    # Backward passes of direct convolutions run further from the machine's peak: a lower bar in training.
+    middle, five_taps = x[..., :64], torch.randn(64, 64, 5)
+    gain = layers.spectral_gain(45, 45, 47, 5, 64, 64)
+    assert layers.SPECTRAL_MIN_GAIN["training"] <= gain < layers.SPECTRAL_MIN_GAIN["inference"]
+    assert not layers._use_spectral(middle, five_taps, 2, 2, 1)
+    assert layers._use_spectral(middle, five_taps.requires_grad_(), 2, 2, 1)
+    with torch.no_grad():
+        assert not layers._use_spectral(middle, five_taps, 2, 2, 1)
+    assert not layers._use_spectral(x.half(), tempcnn.half(), 3, 3, 1)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert not layers._use_fft(x, taps, long_kernel.dtype, stride=1)
+        assert not layers._use_spectral(x, tempcnn, 3, 3, 1)
 
 
 def test_kernels_sharing_one_transform_equal_separate_convolutions() -> None:
@@ -53,6 +74,7 @@ def test_kernels_sharing_one_transform_equal_separate_convolutions() -> None:
     weights = [torch.randn(3, 8, k, dtype=torch.float64) for k in (41, 21, 11)]
     biases = [None, torch.randn(3, dtype=torch.float64), None]
     paddings = [20, 10, 5]
+    assert layers._use_spectral(x, torch.randn(9, 8, 41, dtype=torch.float64), 20, 20, 1)
     expected = torch.cat([_direct(x, w, b, (p, p)) for w, b, p in zip(weights, biases, paddings)], dim=-1)
     torch.testing.assert_close(layers.multi_kernel_conv(x, weights, biases, paddings), expected, rtol=0, atol=1e-10)
     # Even kernels cannot share one centred window: each is convolved on its own, same result.

@@ -24,8 +24,9 @@ Fixes of the reference, whose published configuration is not stated (Table 1 giv
 - Batch size 1 works in both modes (the reference does too, once its modules are registered).
 - Faster, same function: channels_last convolutions on the (batch, time, bands) layout (no transposes),
   in eval mode the batch norms folded into the convolutions, and on the CPU the three long kernels of a
-  module applied as one convolution through the FFT (``layers.multi_kernel_conv``: one transform of the
-  bottleneck output, one product per frequency; equal to direct convolution within float rounding).
+  module applied as one convolution in the frequency domain (``layers.multi_kernel_conv``: one transform
+  of the bottleneck output, one channel-mixing product per frequency, whatever the kernel length; equal
+  to direct convolution within float rounding).
 """
 
 from __future__ import annotations

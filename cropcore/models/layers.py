@@ -6,11 +6,15 @@ The reference models transpose the input to PyTorch's (batch, channels, time) la
 have their fastest kernels, so no transpose is ever copied. The parameters stay in the reference's
 ``nn.Conv1d`` / ``nn.BatchNorm1d`` modules (same state_dict keys); only the arithmetic is rearranged.
 
-Long kernels on the CPU (``FFT_MIN_KERNEL`` taps and more, stride 1) are convolved through the real FFT
-over time: the product of every channel pair then costs about 4 * (n / 2 + 1) multiplications for an
-n-point transform, whatever the kernel length, against time * kernel taps directly (InceptionTime's
-41-tap kernels over 45 steps: about 8x fewer). Several kernels applied to one input share one transform
-of it (``multi_kernel_conv``). Same function to float rounding (about 1e-6 relative in float32).
+On the CPU, in float32/64, a convolution is computed in the frequency domain when that saves enough
+multiplications (``spectral_gain``): the series is projected onto the real Fourier basis of an
+n-point circle (n = steps + padding, so nothing wraps around), every frequency mixes the channels with
+one real matrix product of twice the width (the complex product written out), and the inverse basis
+brings the wanted output steps back. All three steps are plain batched matrix products, whatever the
+kernel length: 7-tap kernels at 128 channels need about 2.4x fewer multiplications than directly, and
+InceptionTime's 41-tap kernels about 7x. Several kernels applied to one input share one transform
+(``multi_kernel_conv``). Same function to float rounding (about 1e-7 relative in float32, tested
+against direct convolution in float64).
 
 In eval mode the networks fold each batch normalisation into the weights of the convolution before it
 (a per-channel scale and shift): one pass over the activations less per layer, same function, and the
@@ -19,6 +23,8 @@ state_dict is never touched.
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Sequence
 
 import torch
@@ -47,8 +53,13 @@ def time_conv(
         (batch, out_time, out_channels), contiguous.
     """
     left, right = (padding, padding) if isinstance(padding, int) else padding
-    if _use_fft(x, weight.shape[-1], weight.dtype, stride):
-        return _fft_conv(x, weight, bias, left, right)
+    out_steps = (x.shape[1] + left + right - weight.shape[-1]) // stride + 1
+    if out_steps < 1:  # what F.conv1d refuses too
+        raise ValueError(
+            f"a {weight.shape[-1]}-tap kernel is longer than the padded series ({x.shape[1] + left + right} steps)"
+        )
+    if _use_spectral(x, weight, left, right, stride):
+        return _spectral_conv(x, weight, bias, left, right, stride)
     if left != right:
         x = F.pad(x, (0, 0, left, right))
         left = 0
@@ -64,52 +75,143 @@ def time_conv(
     return y.permute(0, 2, 3, 1).flatten(2).contiguous()
 
 
-#: Kernels at least this long are convolved through the FFT on the CPU (measured on the benchmark machine:
-#: 41 taps 2.3x faster forward and 3x forward + backward at 128 channels; 7 taps 1.3x slower).
-FFT_MIN_KERNEL = 15
+#: The spectral path is taken where ``spectral_gain`` reaches these. oneDNN's direct forward convolution runs
+#: closer to the machine's peak than the spectral path's batched products, its backward pass further from it
+#: (fitted to measurements on 2 CPU cores at 45 steps, 12-3 954 channels, 3-41 taps; 7 taps at 128 channels:
+#: 1.1-1.4x faster forward, 2-2.5x forward + backward).
+SPECTRAL_MIN_GAIN = {"inference": 1.5, "training": 0.9}
 
 
-def _use_fft(x: torch.Tensor, taps: int, weight_dtype: torch.dtype, stride: int) -> bool:
-    """FFT only where it is cheaper and exact enough: CPU, float32/64 outside autocast, stride 1, long kernels."""
-    return (x.device.type == "cpu" and stride == 1 and taps >= FFT_MIN_KERNEL
-            and x.dtype in (torch.float32, torch.float64) and weight_dtype == x.dtype
-            and not torch.is_autocast_enabled("cpu"))
+def spectral_gain(steps: int, out_steps: int, n: int, taps: int, in_channels: int, out_channels: int) -> float:
+    """How many times cheaper the spectral path is than direct convolution, counted in multiplications.
+
+    Direct: every output step multiplies every channel pair by every tap. Spectral: n / 2 frequency slots of
+    four real products per channel pair (2n), and the two transforms (n per step and channel), whose
+    small inner dimension makes them run at about two thirds of the mixing products' speed (weight 1.5).
+    """
+    direct = out_steps * taps * in_channels * out_channels
+    spectral = 2 * n * in_channels * out_channels + 1.5 * n * steps * (in_channels + out_channels)
+    return direct / spectral
 
 
-def _fast_length(minimum: int) -> int:
-    """The smallest n >= minimum whose prime factors are 2, 3 and 5 (fast FFT sizes)."""
-    n = minimum
-    while True:
-        rest = n
-        for prime in (2, 3, 5):
-            while rest % prime == 0:
-                rest //= prime
-        if rest == 1:
-            return n
-        n += 1
+def _use_spectral(x: torch.Tensor, weight: torch.Tensor, left: int, right: int, stride: int) -> bool:
+    """Spectral only where it is exact enough (CPU, float32/64 outside autocast) and saves enough work."""
+    if not (x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and weight.dtype == x.dtype
+            and not torch.is_autocast_enabled("cpu")):
+        return False
+    steps = x.shape[1]
+    out_channels, in_channels, taps = weight.shape
+    out_steps = (steps + left + right - taps) // stride + 1
+    gain = spectral_gain(steps, out_steps, _circle_points(steps, left, right), taps, in_channels, out_channels)
+    training = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
+    return gain >= SPECTRAL_MIN_GAIN["training" if training else "inference"]
 
 
-def _fft_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, left: int, right: int) -> torch.Tensor:
-    """``time_conv`` (stride 1) as a circular cross-correlation long enough that nothing wraps around.
+def _circle_points(steps: int, left: int, right: int) -> int:
+    """n: the even number of points at least steps + max(left, right), so that nothing wraps around."""
+    n = steps + max(left, right)
+    return n + n % 2
 
-    ``y[t] = sum_k w[k] x[t + k - left]``: with x zero-padded to n >= time + max(left, right) and the
-    kernel rotated so that tap ``left`` sits at index 0, the circular correlation equals it for every
-    output step, and in frequency space it is one complex product per channel pair and frequency.
+
+@functools.lru_cache(maxsize=64)
+def _fourier_tables(
+    steps: int, out_steps: int, n: int, taps: int, left: int, stride: int, dtype: torch.dtype, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The three real bases of an n-point circle (n even), computed in float64.
+
+    Frequencies 1 .. n/2 - 1 are complex; 0 and n/2 (Nyquist) are real and share one complex slot (0
+    as its real part, n/2 as its imaginary part), so there are n/2 slots of two rows each.
+
+    forward (n, steps): per slot, the rows cos, -sin (the real and imaginary parts of the DFT);
+    inverse (out_steps, n): the real inverse at output steps 0, stride, 2 stride, ... (half-spectrum
+    weights folded in); phases (n/2, 4, taps): per slot, the factors of each tap in the four blocks of
+    the slot's 2x2 real mixing matrix ``[[Re K, Im K], [-Im K, Re K]]`` (``[[K_0, 0], [0, K_n/2]]`` in
+    slot 0), where ``K_f = sum_k w[k] exp(i 2 pi f (k - left) / n)``.
+    """
+    slots = n // 2
+    angle = 2 * math.pi / n
+    frequency = torch.arange(slots, dtype=torch.float64)
+    step = torch.arange(steps, dtype=torch.float64)
+    at_step = angle * frequency[:, None] * step
+    forward = torch.stack([torch.cos(at_step), -torch.sin(at_step)], dim=1)
+    forward[0, 1] = torch.cos(math.pi * step)  # Nyquist
+    output = torch.arange(out_steps, dtype=torch.float64) * stride
+    at_output = angle * output[:, None] * frequency
+    inverse = torch.stack([torch.cos(at_output) * 2 / n, -torch.sin(at_output) * 2 / n], dim=2)
+    inverse[:, 0, 0] = 1 / n
+    inverse[:, 0, 1] = torch.cos(math.pi * output) / n
+    offset = torch.arange(taps, dtype=torch.float64) - left
+    at_tap = angle * frequency[:, None] * offset
+    phases = torch.stack([torch.cos(at_tap), torch.sin(at_tap), -torch.sin(at_tap), torch.cos(at_tap)], dim=1)
+    phases[0, 1:3] = 0
+    phases[0, 3] = torch.cos(math.pi * offset)
+    tables = (forward.reshape(n, steps), inverse.reshape(out_steps, n), phases)
+    return tuple(t.to(dtype=dtype, device=device) for t in tables)
+
+
+class _FrequencyMix(torch.autograd.Function):
+    """x (batch, steps, in) -> (batch, out_steps, out): forward transform, per-frequency mixing, inverse.
+
+    Written out by hand so that no intermediate is ever transposed in memory: the per-frequency products
+    read and write the (batch, frequency, channels) layout through strided views.
+    """
+
+    @staticmethod
+    def forward(
+        ctx, x: torch.Tensor, mixing: torch.Tensor, bias: torch.Tensor | None, forward: torch.Tensor,
+        inverse: torch.Tensor, n: int,
+    ) -> torch.Tensor:
+        batch = x.shape[0]
+        slots, in_width, out_width = mixing.shape
+        spectrum = torch.bmm(forward.expand(batch, -1, -1), x)  # (batch, 2 slots, in) == (batch, slots, 2 in)
+        product = x.new_empty(batch, slots, out_width)
+        torch.bmm(spectrum.view(batch, slots, in_width).transpose(0, 1), mixing, out=product.transpose(0, 1))
+        if bias is not None:
+            # A constant over time is n times itself at frequency 0 (slot 0's real part): a (batch, out)
+            # add instead of a pass over the output.
+            product[:, 0, : out_width // 2] += bias * n
+        ctx.save_for_backward(spectrum, mixing, forward, inverse)
+        return torch.bmm(inverse.expand(batch, -1, -1), product.view(batch, 2 * slots, out_width // 2))
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_y: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        spectrum, mixing, forward, inverse = ctx.saved_tensors
+        batch = grad_y.shape[0]
+        slots, in_width, out_width = mixing.shape
+        grad_y = grad_y.contiguous()
+        grad_product = torch.bmm(inverse.t().expand(batch, -1, -1), grad_y).view(batch, slots, out_width)
+        grad_x = grad_mixing = grad_bias = None
+        if ctx.needs_input_grad[1]:
+            per_slot = spectrum.view(batch, slots, in_width).permute(1, 2, 0)  # (slots, 2 in, batch)
+            grad_mixing = torch.bmm(per_slot, grad_product.transpose(0, 1))
+        if ctx.needs_input_grad[2]:
+            grad_bias = grad_y.sum((0, 1))
+        if ctx.needs_input_grad[0]:
+            grad_spectrum = grad_y.new_empty(batch, slots, in_width)
+            torch.bmm(grad_product.transpose(0, 1), mixing.transpose(1, 2), out=grad_spectrum.transpose(0, 1))
+            grad_x = torch.bmm(forward.t().expand(batch, -1, -1), grad_spectrum.view(batch, 2 * slots, in_width // 2))
+        return grad_x, grad_mixing, grad_bias, None, None, None
+
+
+def _spectral_conv(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, left: int, right: int, stride: int
+) -> torch.Tensor:
+    """``time_conv`` as a circular cross-correlation on n >= steps + max(left, right) points.
+
+    ``y[t] = sum_k w[k] x[t + k - left]``: with x zero beyond its end up to n, no output step reads a
+    wrapped-around input. Per frequency f, ``Y_f = X_f K_f`` with ``K_f = sum_k w[k] exp(i 2 pi f (k - left) / n)``,
+    written as the real product ``[Re X, Im X] @ [[Re K, Im K], [-Im K, Re K]]``.
     """
     steps = x.shape[1]
-    out_channels, _, kernel = weight.shape
-    out_steps = steps + left + right - kernel + 1
-    if out_steps < 1:  # what F.conv1d refuses too
-        raise ValueError(f"a {kernel}-tap kernel is longer than the padded series ({steps + left + right} steps)")
-    n = _fast_length(steps + max(left, right))
-    spectrum = torch.fft.rfft(x, n=n, dim=1)  # (batch, frequencies, in)
-    rotated = torch.roll(F.pad(weight, (0, n - kernel)), shifts=-left, dims=-1)
-    kernels = torch.fft.rfft(rotated, dim=-1).conj().permute(2, 1, 0)  # (frequencies, in, out)
-    product = torch.bmm(spectrum.transpose(0, 1), kernels)  # (frequencies, batch, out)
-    # The inverse transform along a contiguous last axis is about 1.7x faster than along the first.
-    y = torch.fft.irfft(product.permute(1, 2, 0).contiguous(), n=n, dim=-1)[..., :out_steps].transpose(1, 2)
-    y = y.contiguous()
-    return y if bias is None else y.add_(bias)  # in place on the fresh copy: one pass less
+    out_channels, in_channels, taps = weight.shape
+    out_steps = (steps + left + right - taps) // stride + 1
+    n = _circle_points(steps, left, right)
+    forward, inverse, phases = _fourier_tables(steps, out_steps, n, taps, left, stride, x.dtype, x.device)
+    blocks = torch.einsum("oik,fjk->fjio", weight, phases)  # (slots, 4 blocks, in, out)
+    blocks = blocks.view(n // 2, 2, 2, in_channels, out_channels).transpose(2, 3)
+    mixing = blocks.reshape(n // 2, 2 * in_channels, 2 * out_channels)
+    return _FrequencyMix.apply(x.contiguous(), mixing, bias, forward, inverse, n)
 
 
 def multi_kernel_conv(
@@ -117,18 +219,19 @@ def multi_kernel_conv(
 ) -> torch.Tensor:
     """Several same-padded (odd kernel, padding = kernel // 2) convolutions of one input, outputs concatenated.
 
-    Through the FFT (long kernels on the CPU) the kernels are zero-padded to one centred window and
-    applied as a single convolution, so the input is transformed once; otherwise one ``time_conv`` each.
+    Where the spectral path pays for the widest kernel, the kernels are zero-padded to one centred window
+    and applied as a single convolution (its cost does not grow with the kernel length), so the input is
+    transformed once; otherwise one ``time_conv`` each.
     """
     reach = max(paddings)
     same = all(w.shape[-1] == 2 * p + 1 for w, p in zip(weights, paddings))
-    if not same or not _use_fft(x, 2 * reach + 1, weights[0].dtype, 1):
+    combined = torch.cat([F.pad(w, (reach - p, reach - p)) for w, p in zip(weights, paddings)]) if same else None
+    if combined is None or not _use_spectral(x, combined, reach, reach, 1):
         return torch.cat([time_conv(x, w, b, padding=p) for w, b, p in zip(weights, biases, paddings)], dim=-1)
-    padded = torch.cat([F.pad(w, (reach - p, reach - p)) for w, p in zip(weights, paddings)])
     bias = None
     if any(b is not None for b in biases):
         bias = torch.cat([x.new_zeros(w.shape[0]) if b is None else b for w, b in zip(weights, biases)])
-    return time_conv(x, padded, bias, padding=reach)
+    return time_conv(x, combined, bias, padding=reach)
 
 
 def bn_scale_shift(bn: nn.BatchNorm1d) -> tuple[torch.Tensor, torch.Tensor]:

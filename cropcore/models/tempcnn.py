@@ -12,10 +12,12 @@ Differences from the reference (same function where it works):
   rejects; here it normalises with its running statistics and leaves them unchanged.
 - ``kernel_size`` must be odd: with an even one the reference's padding lengthens the series by one step
   and the dense layer no longer fits.
-- Faster, same arithmetic: the (batch, time, bands) layout is convolved as channels_last memory (no
-  transposes), the dense weight is permuted instead of the activations, and in eval mode every batch norm
-  is folded into the layer before it. Training dropout draws its mask from 16 random bits per element
-  (``cropcore.models.dropout.dense_dropout``) instead of one Bernoulli variate per element.
+- Faster, same function: the (batch, time, bands) layout is convolved without transposes, the 128-channel
+  7-tap convolutions on the CPU in the frequency domain (``layers.time_conv``: about 2.4x fewer
+  multiplications, equal within float rounding), the dense weight is permuted instead of the activations,
+  and in eval mode every batch norm is folded into the layer before it. Training dropout draws its mask
+  from 16 random bits per element (``cropcore.models.dropout.dense_dropout``) instead of one Bernoulli
+  variate per element.
 """
 
 from __future__ import annotations
