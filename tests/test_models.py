@@ -180,3 +180,48 @@ def test_model_benchmark_runs_side_by_side(capsys: pytest.CaptureFixture[str]) -
         torch.set_num_threads(threads)
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| InceptionTime"))
     assert "| 245,321 | 1,161 |" in row  # ours built like the reference's 3 x 128, whose lists hold the rest
+
+
+@pytest.mark.parametrize("use_layernorm", [True, False])
+@pytest.mark.parametrize("batch", [1, 7])
+def test_starrnn_inference_wavefront_equals_autograd_path(use_layernorm: bool, batch: int) -> None:
+    """Without autograd StarRNN runs its folded step-by-step recurrence; with it, the layer-by-layer one."""
+    torch.manual_seed(0)
+    model = models.build("StarRNN", input_dim=INPUT_DIM, num_classes=NUM_CLASSES, sequence_length=SEQUENCE_LENGTH,
+                         hidden_dims=24, num_layers=3, use_layernorm=use_layernorm)
+    with torch.no_grad():  # batch norms away from the identity, so that folding them is exercised
+        for layer in model.block:
+            layer.bn_layer.running_mean.uniform_(-0.5, 0.5)
+            layer.bn_layer.running_var.uniform_(0.3, 3.0)
+            layer.bn_layer.weight.uniform_(0.5, 1.5)
+            layer.bn_layer.bias.uniform_(-0.5, 0.5)
+    model.eval()
+    x = torch.rand(batch, 30, INPUT_DIM)
+    with_autograd = model(x)
+    assert with_autograd.requires_grad
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), with_autograd.detach(), atol=1e-5, rtol=0)
+    with torch.inference_mode():
+        torch.testing.assert_close(model(x), with_autograd.detach(), atol=1e-5, rtol=0)
+
+
+def test_cpu_inference_blocks_give_the_whole_batch_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``inference_block`` splits only no-grad eval passes, and the blocks give what the whole batch gives."""
+    torch.manual_seed(0)
+    model = models.build("Transformer", input_dim=INPUT_DIM, num_classes=NUM_CLASSES, sequence_length=12).eval()
+    x = torch.rand(10, 12, INPUT_DIM)
+    calls: list[int] = []
+    classify = model.classify
+    monkeypatch.setattr(model, "classify", lambda part: calls.append(len(part)) or classify(part))
+    model.inference_block = None
+    with torch.no_grad():
+        whole = model(x)
+    model.inference_block = 4
+    with torch.no_grad():
+        blocked = model(x)
+    assert calls == [10, 4, 4, 2]
+    torch.testing.assert_close(blocked, whole, atol=1e-6, rtol=0)
+    calls.clear()
+    model(x)  # autograd on: one pass, so that gradients see one graph
+    model.train()(x)
+    assert calls == [10, 10]

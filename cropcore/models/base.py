@@ -20,6 +20,12 @@ class TimeSeriesClassifier(nn.Module):
     state_dicts load unchanged.
     """
 
+    #: CPU inference (eval mode, no autograd) runs the batch in blocks of this many parcels, so that a
+    #: block's activations stay in the CPU caches instead of streaming through memory layer after layer
+    #: (each parcel is computed independently in eval mode: same results). None: the whole batch at once.
+    #: Set per network from measurements (``benchmarks/RESULTS.md``).
+    inference_block: int | None = None
+
     def __init__(self, input_dim: int, num_classes: int, sequence_length: int) -> None:
         super().__init__()
         self.check_positive_ints(input_dim=input_dim, num_classes=num_classes, sequence_length=sequence_length)
@@ -60,6 +66,10 @@ class TimeSeriesClassifier(nn.Module):
             )
         if self.band_permutation is not None:
             x = x.index_select(-1, self.band_permutation)
+        block = self.inference_block
+        if (block and x.shape[0] > block and x.device.type == "cpu"
+                and not (self.training or torch.is_grad_enabled())):
+            return torch.cat([self.classify(part) for part in x.split(block)])
         return self.classify(x)
 
     def classify(self, x: torch.Tensor) -> torch.Tensor:

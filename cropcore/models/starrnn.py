@@ -24,7 +24,10 @@ Fixes and changes against the reference:
       backward pass whose weight gradient is a single matrix product over all steps; tanh without autograd
       is computed as 2 sigmoid(2x) - 1 (PyTorch's CPU tanh is several times slower than its sigmoid). The
       reference ran three ``nn.Linear`` calls per step and wrote every step in place into a zero tensor.
-      Under autocast the recurrence still runs in fp32.
+      Under autocast the recurrence still runs in fp32. Inference (eval mode, no autograd) advances all
+      layers step by step with the batch norms and the tanh's affine parts folded into the weights
+      (``StarRNN._final_state``): no per-layer (time, batch, hidden) tensors, five element-wise operations
+      per layer and step, 1.4-1.8x faster than the layer-by-layer path (measured at batch 1 024).
     - Batch size 1 works (the reference squeezed away the batch dimension inside its cell).
     - The reference's ``bidirectional`` and ``use_batchnorm`` options were not implemented correctly
       (``bidirectional`` only resized the classifier; the published model uses neither) and are not
@@ -42,6 +45,7 @@ from torch.autograd.function import once_differentiable
 
 from cropcore.models.base import TimeSeriesClassifier
 from cropcore.models.dropout import dense_dropout
+from cropcore.models.layers import bn_scale_shift
 
 
 def _tanh_(x: torch.Tensor) -> torch.Tensor:
@@ -184,5 +188,50 @@ class StarRNN(TimeSeriesClassifier):
 
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         """x: (batch, time, bands) -> (batch, num_classes) log-probabilities."""
-        states = self.block(self.inlayernorm(x).transpose(0, 1))  # time-major inside the layers
-        return F.log_softmax(self.linear_class(self.clayernorm(states[-1])), dim=-1)
+        if not (self.training or torch.is_grad_enabled() or torch.is_autocast_enabled(x.device.type)):
+            final = self._final_state(x)
+        else:
+            final = self.block(self.inlayernorm(x).transpose(0, 1))[-1]  # time-major inside the layers
+        return F.log_softmax(self.linear_class(self.clayernorm(final)), dim=-1)
+
+    def _final_state(self, x: torch.Tensor) -> torch.Tensor:
+        """The last layer's batch-normed final state, without autograd: every layer advances one step at a
+        time (a wavefront), so no (time, batch, hidden) tensor is ever allocated.
+
+        Each state is kept as ``s = sigmoid(2 a) = (h + 1) / 2`` (so ``h = tanh(a)`` costs one sigmoid), and
+        every affine map around it (the h <-> s change of variable, the eval-mode batch norm, the
+        candidate's factor 2) is folded into the weights: per layer and step, two matrix products into
+        reused buffers and five element-wise operations.
+        """
+        inputs = self.inlayernorm(x).transpose(0, 1).contiguous()
+        steps, batch, _ = inputs.shape
+        hidden = self.block[0].cell.h_K.out_features
+        folded = []
+        to_input = None  # (scale, shift): the previous layer's s -> this layer's input, batch norm included
+        for layer in self.block:
+            cell = layer.cell
+            # gate: x_K x + b_K + b_hK + W_hK h = ... + 2 W_hK s - W_hK 1;  2 a uses 2 (x_z x + b_z)
+            weight = torch.cat([cell.x_K.weight, 2 * cell.x_z.weight])
+            bias = torch.cat([cell.x_K.bias + cell.h_K.bias - cell.h_K.weight.sum(1), 2 * cell.x_z.bias])
+            if to_input is not None:
+                scale, shift = to_input
+                bias = bias + weight @ shift
+                weight = weight * scale
+            folded.append((weight.t().contiguous(), bias, (2 * cell.h_K.weight).t().contiguous()))
+            bn_scale, bn_shift = bn_scale_shift(layer.bn_layer)
+            to_input = (2 * bn_scale, bn_shift - bn_scale)  # bn(h) = bn(2 s - 1)
+        states = [inputs.new_full((batch, hidden), 0.5) for _ in folded]  # h = 0
+        projection = inputs.new_empty(batch, 2 * hidden)
+        gate, mixed = inputs.new_empty(batch, hidden), inputs.new_empty(batch, hidden)
+        minus_two = inputs.new_full((1, 1), -2.0)
+        for t in range(steps):
+            layer_input = inputs[t]
+            for state, (weight_t, bias, recurrent_t) in zip(states, folded):
+                torch.addmm(bias, layer_input, weight_t, out=projection)
+                candidate = projection[:, hidden:].sigmoid_()  # (tanh(z) + 1) / 2
+                torch.addmm(projection[:, :hidden], state, recurrent_t, out=gate).sigmoid_()
+                torch.lerp(candidate, state, gate, out=mixed)  # (a + 1) / 2, a = z + k (h - z)
+                torch.add(minus_two, mixed, alpha=4, out=state).sigmoid_()  # sigmoid(2 a)
+                layer_input = state
+        scale, shift = to_input
+        return states[-1] * scale + shift

@@ -15,7 +15,9 @@ Changes against the reference:
       CPU and CUDA), instead of ``nn.MultiheadAttention`` on (time, batch, features) tensors with its
       transposes; the arithmetic is the same. Inference without autograd adds residuals and biases in
       place into the fresh matrix products (measured faster on the CPU than PyTorch's fused encoder-layer
-      kernel at these widths).
+      kernel at these widths). On the CPU, inference runs in blocks of 64 parcels
+      (``TimeSeriesClassifier.inference_block``): a block's 2 880 tokens keep their activations in the
+      caches through all five layers (measured 1.1-1.3x faster than the whole batch at once, 1 024 parcels).
     - Dropout (p = 0.018 in the published configuration) draws only the dropped positions on CPU
       (:mod:`cropcore.models.dropout`): same distribution, a fraction of the cost of a dense Bernoulli mask.
     - Parameter count: 168 969 in the published configuration (d_model 64, 2 heads, 5 layers, d_inner 128);
@@ -137,6 +139,8 @@ class Transformer(TimeSeriesClassifier):
         d_inner: Feed-forward width.
         dropout: Dropout in attention and after every sub-layer (training only).
     """
+
+    inference_block = 64  # parcels per CPU inference block: 2 880 tokens' activations stay in cache
 
     def __init__(
         self,
