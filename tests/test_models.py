@@ -225,3 +225,27 @@ def test_cpu_inference_blocks_give_the_whole_batch_result(monkeypatch: pytest.Mo
     model(x)  # autograd on: one pass, so that gradients see one graph
     model.train()(x)
     assert calls == [10, 10]
+
+
+def test_lstm_training_layer_by_layer_equals_nn_lstm(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CPU training runs the LSTM one layer at a time to draw its own dropout: with the dropout taken out,
+    outputs and gradients equal ``nn.LSTM``'s single call; with it, the draws differ from call to call."""
+    import cropcore.models.lstm as lstm_module
+
+    torch.manual_seed(0)
+    model = models.build("LSTM", input_dim=INPUT_DIM, num_classes=NUM_CLASSES, sequence_length=20, hidden_dims=16,
+                         num_layers=3).train()
+    x, y = torch.rand(5, 20, INPUT_DIM), torch.arange(5) % NUM_CLASSES
+    first, second = model(x), model(x)
+    assert not torch.allclose(first, second)  # dropout between the layers is drawn
+    monkeypatch.setattr(lstm_module, "dense_dropout", lambda x, p: x)
+    layered = model(x)
+    torch.nn.functional.nll_loss(layered, y).backward()
+    layered_grads = {key: p.grad.clone() for key, p in model.named_parameters()}
+    model.zero_grad()
+    monkeypatch.setattr(model.lstm, "dropout", 0.0)  # one fused nn.LSTM call
+    fused = model(x)
+    torch.nn.functional.nll_loss(fused, y).backward()
+    torch.testing.assert_close(layered, fused, atol=1e-6, rtol=0)
+    for key, p in model.named_parameters():
+        torch.testing.assert_close(layered_grads[key], p.grad, atol=1e-6, rtol=1e-5, msg=key)
