@@ -27,6 +27,8 @@ def test_quick_benchmark_writes_table2(sim_root: Path, tmp_path: Path, capsys: p
     for label in ("| OA |", "| AA |", "| weighted F1 |", "| kappa |", "| | RF | TempCNN |", "SIMULATED", "quick"):
         assert label in markdown, label
     assert "0.770" in markdown  # the paper's RF overall accuracy, side by side
+    marker = json.loads((sim_root / "SIMULATED.json").read_text())
+    assert f"scale {marker['scale']}, seed {marker['seed']}" in markdown  # which simulation
 
     table = pd.read_csv(out / "table2-L1C.csv")
     assert set(table["model"]) == {"RF", "TempCNN"}

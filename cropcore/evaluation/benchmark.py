@@ -147,15 +147,27 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _simulation(root: Path) -> str:
+    """'scale 0.01, seed 0': how a simulated root was generated, from its marker file."""
+    from cropcore.data.layout import SIMULATED_MARKER
+
+    try:
+        marker = json.loads((root / SIMULATED_MARKER).read_text())
+        return f"scale {marker['scale']}, seed {marker['seed']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "generation settings unknown"
+
+
 def _write(args: argparse.Namespace, scores: dict, timings: list, preset: Preset, root: Path, simulated: bool,
            seconds: float) -> None:
     """Markdown, CSV and a JSON record of the runs so far (atomically: readers never see half a table)."""
     from cropcore.data import demo_root
     from cropcore.training import runs
 
+    where = "the default `cropcore demo`" if root == demo_root() else str(root)
     notes = [
-        f"data: {'SIMULATED demo (not the real BreizhCrops)' if simulated else 'BreizhCrops'}: "
-        + (f"the default `cropcore demo` ({root.name})" if root == demo_root() else str(root)),
+        f"data: SIMULATED (not the real BreizhCrops): {where}, {_simulation(root)}" if simulated
+        else f"data: BreizhCrops: {where}",
         f"preset: {preset.description}",
         f"seed {args.seed}, device {args.device}, {seconds:.0f} s in total",
         "the paper block shows the published numbers on the real data, for comparison",
