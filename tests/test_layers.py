@@ -83,52 +83,6 @@ def test_kernels_sharing_one_transform_equal_separate_convolutions() -> None:
     torch.testing.assert_close(layers.multi_kernel_conv(x, even, [None, None], [10, 5]), expected, rtol=0, atol=1e-10)
 
 
-def test_derived_weights_are_reused_until_a_source_changes() -> None:
-    weight = torch.randn(4, 3)
-    calls = []
-
-    def compute() -> torch.Tensor:
-        calls.append(1)
-        return weight * 2
-
-    with torch.no_grad():
-        first = layers.derived("test double", (weight, 0.5), compute)
-        assert layers.derived("test double", (weight, 0.5), compute) is first and len(calls) == 1
-        layers.derived("test double", (weight, 0.25), compute)  # another non-tensor source: another entry
-        assert len(calls) == 2
-        weight.add_(1)  # in place, as an optimizer step or load_state_dict: the version moves
-        torch.testing.assert_close(layers.derived("test double", (weight, 0.5), compute), weight * 2)
-        assert len(calls) == 3
-        twin = weight.clone()  # equal values, another tensor: not the cached one's source
-        layers.derived("test double", (twin, 0.5), compute)
-        assert len(calls) == 4
-    layers.derived("test double", (weight, 0.5), compute)  # autograd on: always computed
-    assert len(calls) == 5
-
-
-@pytest.mark.parametrize("name", ["TempCNN", "MSResNet", "InceptionTime", "OmniScaleCNN"])
-def test_inference_follows_every_weight_update(name: str) -> None:
-    """Cached inference weights never go stale: after a training step (new weights and batch-norm
-    statistics) eval mode gives what a fresh copy of the updated model gives."""
-    from cropcore import models
-
-    hparams = {"OmniScaleCNN": {"parameters_per_layer": (256, 2048)}, "InceptionTime": {"hidden_dims": 16}}
-    torch.manual_seed(0)
-    model = models.build(name, input_dim=13, num_classes=9, sequence_length=24, **hparams.get(name, {}))
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    x = torch.rand(6, 24, 13)
-    for _ in range(2):
-        with torch.no_grad():
-            model.eval()(x)
-        optimizer.zero_grad()
-        F.nll_loss(model.train()(x), torch.arange(6) % 9).backward()
-        optimizer.step()
-        fresh = models.build(name, input_dim=13, num_classes=9, sequence_length=24, **hparams.get(name, {}))
-        fresh.load_state_dict(model.state_dict())
-        with torch.no_grad():
-            torch.testing.assert_close(model.eval()(x), fresh.eval()(x), atol=1e-6, rtol=0)
-
-
 @pytest.mark.parametrize("p", [0.05, 0.18203942949809093, 0.5, 0.9])
 def test_dropout_masks_drop_with_probability_p(p: float) -> None:
     torch.manual_seed(1)

@@ -18,58 +18,18 @@ against direct convolution in float64).
 
 In eval mode the networks fold each batch normalisation into the weights of the convolution before it
 (a per-channel scale and shift): one pass over the activations less per layer, same function, and the
-state_dict is never touched. Such derived weights (and the frequency-domain kernels) are kept between
-inference calls until a source tensor changes (``derived``): 4-8 % of TempCNN's inference per batch.
+state_dict is never touched.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-import threading
-import weakref
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
-from typing import TypeVar
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-
-_T = TypeVar("_T")
-#: How many derived weights ``derived`` keeps (least recently used dropped first).
-DERIVED_LIMIT = 32
-_derived: OrderedDict[tuple, tuple[tuple, object]] = OrderedDict()
-_derived_lock = threading.Lock()
-
-
-def derived(name: str, sources: Sequence[object], compute: Callable[[], _T]) -> _T:
-    """``compute()``, kept between inference calls for as long as its sources are unchanged.
-
-    For weights derived from parameters (batch norms folded in, frequency-domain kernels, permuted
-    columns), which inference would otherwise rebuild for every batch. A source tensor counts as changed
-    when it is another object or its version moved (optimizer steps and ``load_state_dict`` write in place,
-    which bumps it); other sources compare by value. With autograd on, always computed: the graph must reach
-    the parameters. Sources are held weakly, so a cached entry never keeps a model alive.
-    """
-    if torch.is_grad_enabled():
-        return compute()
-    tensors = [source for source in sources if isinstance(source, torch.Tensor)]
-    key = (name, *((id(source), -1 if source.is_inference() else source._version)
-                   if isinstance(source, torch.Tensor) else source for source in sources))
-    with _derived_lock:
-        entry = _derived.get(key)
-        if entry is not None and all(ref() is tensor for ref, tensor in zip(entry[0], tensors)):
-            _derived.move_to_end(key)
-            return entry[1]  # type: ignore[return-value]
-    value = compute()
-    with _derived_lock:
-        _derived[key] = (tuple(weakref.ref(tensor) for tensor in tensors), value)
-        _derived.move_to_end(key)
-        while len(_derived) > DERIVED_LIMIT:
-            _derived.popitem(last=False)
-    return value
 
 
 def time_conv(
@@ -248,13 +208,9 @@ def _spectral_conv(
     out_steps = (steps + left + right - taps) // stride + 1
     n = _circle_points(steps, left, right)
     forward, inverse, phases = _fourier_tables(steps, out_steps, n, taps, left, stride, x.dtype, x.device)
-
-    def mixing_matrices() -> torch.Tensor:
-        blocks = torch.einsum("oik,fjk->fjio", weight, phases)  # (slots, 4 blocks, in, out)
-        blocks = blocks.view(n // 2, 2, 2, in_channels, out_channels).transpose(2, 3)
-        return blocks.reshape(n // 2, 2 * in_channels, 2 * out_channels)
-
-    mixing = derived("frequency mixing", (weight, phases), mixing_matrices)
+    blocks = torch.einsum("oik,fjk->fjio", weight, phases)  # (slots, 4 blocks, in, out)
+    blocks = blocks.view(n // 2, 2, 2, in_channels, out_channels).transpose(2, 3)
+    mixing = blocks.reshape(n // 2, 2 * in_channels, 2 * out_channels)
     return _FrequencyMix.apply(x.contiguous(), mixing, bias, forward, inverse, n)
 
 
@@ -293,14 +249,10 @@ def fold_batch_norm(
     weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNorm1d
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Weights of ``bn(layer(x))`` as one layer, for a conv or linear ``layer`` (eval mode only)."""
-
-    def fold() -> tuple[torch.Tensor, torch.Tensor]:
-        scale, shift = bn_scale_shift(bn)
-        folded_weight = weight * scale.view(-1, *([1] * (weight.ndim - 1)))
-        return folded_weight, shift if bias is None else bias * scale + shift
-
-    statistics = (bn.running_mean, bn.running_var, bn.weight, bn.bias, bn.eps)
-    return derived("batch norm folded", (weight, bias, *statistics), fold)
+    scale, shift = bn_scale_shift(bn)
+    folded_weight = weight * scale.view(-1, *([1] * (weight.ndim - 1)))
+    folded_bias = shift if bias is None else bias * scale + shift
+    return folded_weight, folded_bias
 
 
 def batch_norm_last(x: torch.Tensor, bn: nn.BatchNorm1d, *, relu: bool = False) -> torch.Tensor:

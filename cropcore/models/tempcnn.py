@@ -28,7 +28,7 @@ from torch import nn
 
 from cropcore.models.base import TimeSeriesClassifier
 from cropcore.models.dropout import dense_dropout
-from cropcore.models.layers import batch_norm_last, derived, fold_batch_norm, time_conv
+from cropcore.models.layers import batch_norm_last, fold_batch_norm, time_conv
 
 
 class _ConvBlock(nn.Module):
@@ -123,8 +123,7 @@ class TempCNN(TimeSeriesClassifier):
         x = self.conv_bn_relu3(self.conv_bn_relu2(self.conv_bn_relu1(x)))
         # The reference flattens (channels, time); our features are (time, channels): permute the weight's
         # columns (a small copy) instead of the activations.
-        weight = self.dense.block[0].weight
-        dense_weight = derived("time-major columns", (weight,), lambda: weight.view(-1, self.hidden_dims, steps)
-                               .transpose(1, 2).reshape(weight.shape))
+        dense_weight = self.dense.block[0].weight
+        dense_weight = dense_weight.view(-1, self.hidden_dims, steps).transpose(1, 2).reshape(dense_weight.shape)
         x = self.dense(x.reshape(batch, -1), dense_weight)
         return self.logsoftmax(x)
