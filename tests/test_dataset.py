@@ -271,8 +271,12 @@ def test_geodataframe_accepts_a_lowercase_id_and_reports_a_missing_shapefile(tmp
 
 def test_is_simulated_reads_the_marker(tmp_path: Path) -> None:
     fakedata.write_root(tmp_path, regions=("frh03",), levels=("L1C",), n_parcels=2)
+    assert layout.simulation_marker(tmp_path) is None
     (tmp_path / layout.SIMULATED_MARKER).write_text(json.dumps({"scale": 0.01}))
     assert BreizhCrops("frh03", root=tmp_path).is_simulated
+    assert layout.simulation_marker(tmp_path) == {"scale": 0.01}
+    (tmp_path / layout.SIMULATED_MARKER).write_text("{not json")
+    assert layout.simulation_marker(tmp_path) is None
 
 
 def test_grid_features_gets_the_cloud_flag(fake_root: tuple[Path, dict], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,6 +5,7 @@ The same paths serve downloaded data and the simulated demo: both are the offici
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -67,3 +68,11 @@ def cache_dir(root: Path, region: str, level: str, year: int = YEAR) -> Path:
 def is_simulated(root: Path) -> bool:
     """True when the root was written by the simulator."""
     return (Path(root) / SIMULATED_MARKER).exists()
+
+
+def simulation_marker(root: Path) -> dict | None:
+    """The simulator's record of a root (scale, seed, version, counts); None when absent or unreadable."""
+    try:
+        return json.loads((Path(root) / SIMULATED_MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None

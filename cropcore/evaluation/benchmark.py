@@ -149,13 +149,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _simulation(root: Path) -> str:
     """'scale 0.01, seed 0': how a simulated root was generated, from its marker file."""
-    from cropcore.data.layout import SIMULATED_MARKER
+    from cropcore.data.layout import simulation_marker
 
-    try:
-        marker = json.loads((root / SIMULATED_MARKER).read_text())
+    marker = simulation_marker(root) or {}
+    if "scale" in marker and "seed" in marker:
         return f"scale {marker['scale']}, seed {marker['seed']}"
-    except (OSError, ValueError, KeyError, TypeError):
-        return "generation settings unknown"
+    return "generation settings unknown"
 
 
 def _write(args: argparse.Namespace, scores: dict, timings: list, preset: Preset, root: Path, simulated: bool,

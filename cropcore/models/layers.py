@@ -53,7 +53,7 @@ def time_conv(
         (batch, out_time, out_channels), contiguous.
     """
     left, right = (padding, padding) if isinstance(padding, int) else padding
-    out_steps = (x.shape[1] + left + right - weight.shape[-1]) // stride + 1
+    out_steps = _output_steps(x.shape[1], weight.shape[-1], left, right, stride)
     if out_steps < 1:  # what F.conv1d refuses too
         raise ValueError(
             f"a {weight.shape[-1]}-tap kernel is longer than the padded series ({x.shape[1] + left + right} steps)"
@@ -101,10 +101,15 @@ def _use_spectral(x: torch.Tensor, weight: torch.Tensor, left: int, right: int, 
         return False
     steps = x.shape[1]
     out_channels, in_channels, taps = weight.shape
-    out_steps = (steps + left + right - taps) // stride + 1
+    out_steps = _output_steps(steps, taps, left, right, stride)
     gain = spectral_gain(steps, out_steps, _circle_points(steps, left, right), taps, in_channels, out_channels)
     training = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
     return gain >= SPECTRAL_MIN_GAIN["training" if training else "inference"]
+
+
+def _output_steps(steps: int, taps: int, left: int, right: int, stride: int) -> int:
+    """Output length of a convolution over ``steps`` padded by (left, right), as ``F.conv1d`` computes it."""
+    return (steps + left + right - taps) // stride + 1
 
 
 def _circle_points(steps: int, left: int, right: int) -> int:
@@ -205,7 +210,7 @@ def _spectral_conv(
     """
     steps = x.shape[1]
     out_channels, in_channels, taps = weight.shape
-    out_steps = (steps + left + right - taps) // stride + 1
+    out_steps = _output_steps(steps, taps, left, right, stride)
     n = _circle_points(steps, left, right)
     forward, inverse, phases = _fourier_tables(steps, out_steps, n, taps, left, stride, x.dtype, x.device)
     blocks = torch.einsum("oik,fjk->fjio", weight, phases)  # (slots, 4 blocks, in, out)

@@ -93,12 +93,12 @@ class LSTM(TimeSeriesClassifier):
         lstm = self.lstm
         directions = 2 if lstm.bidirectional else 1
         zeros = x.new_zeros(directions, x.shape[0], lstm.hidden_size)
+        suffixes = ("", "_reverse")[:directions]
         x = x.transpose(0, 1).contiguous()  # time-major, the kernel's own layout: no transposes per layer
         cells = []
         for layer in range(lstm.num_layers):
             if layer:
                 x = dense_dropout(x, lstm.dropout)
-            suffixes = ("", "_reverse")[:directions]
             weights = [getattr(lstm, f"weight_{kind}_l{layer}{suffix}") for suffix in suffixes for kind in ("ih", "hh")]
             x, _, cell = torch.lstm(x, (zeros, zeros), weights, False, 1, 0.0, True, lstm.bidirectional, False)
             cells.append(cell)

@@ -11,7 +11,6 @@ deterministic for a given seed and scale. `demo_root` is the lazily generated de
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import secrets
 import shutil
@@ -78,16 +77,9 @@ def _write(root: Path, scale: float, seed: int, regions: tuple[str, ...], levels
             "note": "Simulated Sentinel-2 parcel series of Brittany 2017 (not real data)."}
 
 
-def _marker(root: Path) -> dict | None:
-    try:
-        return json.loads((Path(root) / layout.SIMULATED_MARKER).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
 def _matches(root: Path, scale: float, seed: int) -> bool:
     """True when `root` holds a complete demo of this scale, seed and generator version."""
-    marker = _marker(root)
+    marker = layout.simulation_marker(root)
     return bool(marker) and marker.get("version") == VERSION and marker.get("scale") == scale \
         and marker.get("seed") == seed and marker.get("regions") == list(REGIONS) \
         and marker.get("levels") == list(LEVELS)
@@ -188,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     started = time.perf_counter()
     generate(root, scale=args.scale, seed=args.seed, progress=True)
-    counts = (_marker(root) or {}).get("counts", {})
+    counts = (layout.simulation_marker(root) or {}).get("counts", {})
     for level in LEVELS:
         per_region = ", ".join(f"{region} {counts[region][level]['parcels']}" for region in counts)
         print(f"{level}: {per_region}")
