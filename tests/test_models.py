@@ -205,6 +205,33 @@ def test_starrnn_inference_wavefront_equals_autograd_path(use_layernorm: bool, b
         torch.testing.assert_close(model(x), with_autograd.detach(), atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("steps", [45, 12, 85, 86])
+@pytest.mark.parametrize("batch", [1, 7, 70])  # 70: a full block of 64 and a partial one
+def test_msresnet_inference_stem_equals_the_stretched_convolution(steps: int, batch: int) -> None:
+    """Without autograd the CPU stem runs at the original steps (a table of two-step windows, then the
+    pooling); with it, the reference's convolution over the 512-step stretch. From 86 steps on a window
+    reads three steps, and both take the second."""
+    from cropcore.models.msresnet import stem_pool_rows
+
+    assert (stem_pool_rows(steps) is None) == (steps == 86)
+    torch.manual_seed(0)
+    model = models.build("MSResNet", input_dim=INPUT_DIM, num_classes=NUM_CLASSES, sequence_length=steps)
+    # A batch norm away from the identity, negative scales included (applied after the max pooling instead of
+    # before it, they would turn its maxima into minima).
+    with torch.no_grad():
+        model.bn1.running_mean.uniform_(-0.5, 0.5)
+        model.bn1.running_var.uniform_(0.3, 3.0)
+        model.bn1.weight.uniform_(-1.5, 1.5)
+        model.bn1.bias.uniform_(-0.5, 0.5)
+    model.eval()
+    x = torch.rand(batch, steps, INPUT_DIM)
+    stem_with_autograd, output_with_autograd = model._stem(x), model(x)
+    assert stem_with_autograd.requires_grad and output_with_autograd.requires_grad
+    with torch.no_grad():
+        torch.testing.assert_close(model._stem(x), stem_with_autograd.detach(), atol=1e-5, rtol=0)
+        torch.testing.assert_close(model(x), output_with_autograd.detach(), atol=1e-5, rtol=0)
+
+
 def test_cpu_inference_blocks_give_the_whole_batch_result(monkeypatch: pytest.MonkeyPatch) -> None:
     """``inference_block`` splits only no-grad eval passes, and the blocks give what the whole batch gives."""
     torch.manual_seed(0)

@@ -13,13 +13,20 @@ Differences from the reference (same function where it works):
   dimension, and returns (num_classes,); here the output is always (batch, num_classes).
 - No ``layers`` argument: the fixed pooling sizes only fit one residual block per stage, the only
   configuration the reference can run and the one of the published checkpoint.
-- Faster where it can be, same arithmetic: the resampling is one index gather, and in eval mode every batch
+- Faster where it can be, same function: the resampling is one index gather, and in eval mode every batch
   norm is folded into the convolution before it. The convolutions keep PyTorch's (batch, channels, time)
   layout, as the reference does: at 512 resampled steps oneDNN's plain kernels were measured faster than
   its channels_last ones (used by the other convolutional networks here).
+- CPU inference skips the 512-step stretch altogether (``_stem_inference``). The stretch repeats every
+  original step 11 or 12 times, so each 7-tap window of the stem reads at most two original steps: its output
+  is ``A_s x[j] + B_s x[j+1]``, where ``A_s`` sums the s taps that land on step j and ``B_s`` the others. One
+  product at the 45 original steps computes every (j, s) pair, and the max pooling picks its three rows per
+  output from that table: 10-14 ms instead of 34-39 ms per batch of 1 024 (``benchmarks/RESULTS.md``).
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +37,40 @@ from cropcore.models.layers import fold_batch_norm
 
 RESAMPLED_LENGTH = 512
 """The reference stretches every series to this many steps before the first convolution."""
+STEM_KERNEL, STEM_STRIDE, STEM_PADDING = 7, 2, 3
+"""The first convolution's shape (the reference's, fixed)."""
+STEM_BLOCK = 64
+"""Parcels per block of the CPU inference stem, so that its table stays in the caches (64-256 measured)."""
+
+
+@functools.lru_cache(maxsize=16)
+def resample_index(steps: int) -> torch.Tensor:
+    """Which original step each of the 512 stretched steps repeats: the indices of ``F.interpolate``'s
+    nearest mode, which the reference uses."""
+    positions = torch.arange(steps, dtype=torch.float32).view(1, 1, steps)
+    return F.interpolate(positions, size=RESAMPLED_LENGTH, mode="nearest").view(-1).long()
+
+
+@functools.lru_cache(maxsize=16)
+def stem_pool_rows(steps: int) -> torch.Tensor | None:
+    """For ``_stem_inference``: the three table rows each max-pooled stem output picks, or None where a stem
+    window reads more than two original steps (from 86 steps on).
+
+    Steps are counted with a zero step added at both ends (the stem's zero padding), and row ``7 j + s - 1``
+    of the table is the window whose first s taps read padded step j and the others step j + 1.
+    """
+    source = resample_index(steps) + 1
+    source = torch.cat([source.new_zeros(STEM_PADDING), source, source.new_full((STEM_PADDING,), steps + 1)])
+    windows = source.unfold(0, STEM_KERNEL, STEM_STRIDE)  # (256, 7): the padded step each tap reads
+    first = windows[:, :1]
+    on_first = (windows == first).sum(1, keepdim=True)
+    if not torch.equal(windows, torch.where(torch.arange(STEM_KERNEL) < on_first, first, first + 1)):
+        return None
+    rows = (first * STEM_KERNEL + on_first - 1).view(-1)
+    # max_pool1d(3, stride 2, padding 1): output p takes stem outputs 2p - 1, 2p, 2p + 1 that exist.
+    centre = 2 * torch.arange((rows.numel() - 1) // 2 + 1)
+    neighbours = (centre - 1).clamp(min=0), centre, (centre + 1).clamp(max=rows.numel() - 1)
+    return torch.stack([rows[at] for at in neighbours], 1).view(-1)
 
 
 def _conv_bn(x: torch.Tensor, conv: nn.Conv1d, bn: nn.BatchNorm1d, *, relu: bool = False) -> torch.Tensor:
@@ -95,7 +136,9 @@ class MSResNet(TimeSeriesClassifier):
         super().__init__(input_dim, num_classes, sequence_length)
         self.check_positive_ints(hidden_dims=hidden_dims)
         self.hidden_dims = hidden_dims
-        self.conv1 = nn.Conv1d(input_dim, hidden_dims, kernel_size=7, stride=2, padding=3, bias=False)
+        self.conv1 = nn.Conv1d(
+            input_dim, hidden_dims, kernel_size=STEM_KERNEL, stride=STEM_STRIDE, padding=STEM_PADDING, bias=False
+        )
         self.bn1 = nn.BatchNorm1d(hidden_dims)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool1d(kernel_size=3, stride=2, padding=1)
@@ -109,18 +152,44 @@ class MSResNet(TimeSeriesClassifier):
             self.add_module(f"maxpool{kernel_size}", nn.AvgPool1d(kernel_size=pool_size, stride=1, padding=0))
         self.fc = nn.Linear(4 * hidden_dims * 3, num_classes)
         self.register_buffer("_resample_index", torch.empty(0, dtype=torch.long), persistent=False)
+        self._resample_steps = 0
 
     def _resample(self, x: torch.Tensor) -> torch.Tensor:
-        """Nearest-neighbour stretch of (batch, time, bands) to 512 steps, the indices of ``F.interpolate``."""
+        """Nearest-neighbour stretch of (batch, time, bands) to 512 steps. The index is kept on the input's
+        device (a copy from the host inside ``forward`` would break CUDA graph capture)."""
         steps = x.shape[1]
         index = self._resample_index
-        stale = index.numel() != RESAMPLED_LENGTH or getattr(self, "_resample_steps", None) != steps
-        if stale or index.device != x.device:
-            positions = torch.arange(steps, dtype=torch.float32, device=x.device).view(1, 1, steps)
-            index = F.interpolate(positions, size=RESAMPLED_LENGTH, mode="nearest").view(-1).long()
-            self._resample_index = index
+        if index.numel() != RESAMPLED_LENGTH or self._resample_steps != steps or index.device != x.device:
+            index = self._resample_index = resample_index(steps).to(x.device)
             self._resample_steps = steps
         return x.index_select(1, index)
+
+    def _stem(self, x: torch.Tensor) -> torch.Tensor:
+        """relu(bn1(conv1(x stretched to 512 steps))), max-pooled: (batch, time, bands) -> (batch, hidden, 128)."""
+        if x.device.type == "cpu" and not (self.bn1.training or torch.is_grad_enabled()):
+            rows = stem_pool_rows(x.shape[1])
+            if rows is not None:
+                return self._stem_inference(x, rows)
+        x = _conv_bn(self._resample(x).transpose(1, 2).contiguous(), self.conv1, self.bn1, relu=True)
+        return F.max_pool1d(x, kernel_size=3, stride=2, padding=1)
+
+    def _stem_inference(self, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """The stem at the original steps (module docstring): a table of every window's output, then the pooling."""
+        batch, steps, bands = x.shape
+        weight, bias = fold_batch_norm(self.conv1.weight, None, self.bn1)  # (hidden, bands, 7)
+        first_taps = weight.cumsum(-1)  # [..., s - 1]: the sum of the first s taps
+        pair = torch.cat([first_taps, first_taps[..., -1:] - first_taps], 1)  # weights of x[j] and x[j + 1]
+        pair = pair.permute(1, 2, 0).reshape(2 * bands, STEM_KERNEL * self.hidden_dims)
+        bias = bias.repeat(STEM_KERNEL)
+        out = x.new_empty(batch, self.hidden_dims, rows.numel() // 3)
+        for start in range(0, batch, STEM_BLOCK):
+            part = F.pad(x[start : start + STEM_BLOCK], (0, 0, 1, 1))  # the padding as zero steps
+            n = part.shape[0]
+            windows = part.as_strided((n, steps + 1, 2 * bands), (part.stride(0), bands, 1))  # x[j], x[j + 1]
+            table = torch.addmm(bias, windows.reshape(-1, 2 * bands), pair).view(n, -1, self.hidden_dims)
+            pooled = table.index_select(1, rows).view(n, -1, 3, self.hidden_dims).amax(2).relu_()
+            out[start : start + n].copy_(pooled.transpose(1, 2))
+        return out
 
     def _branch(self, x: torch.Tensor, kernel_size: int) -> torch.Tensor:
         """One branch: three residual stages, then the mean over the remaining steps (batch, channels)."""
@@ -133,7 +202,6 @@ class MSResNet(TimeSeriesClassifier):
 
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         """x: (batch, time, bands) -> (batch, num_classes) log-probabilities."""
-        x = _conv_bn(self._resample(x).transpose(1, 2).contiguous(), self.conv1, self.bn1, relu=True)
-        x = F.max_pool1d(x, kernel_size=3, stride=2, padding=1)
+        x = self._stem(x)
         features = torch.cat([self._branch(x, kernel_size) for kernel_size in (3, 5, 7)], dim=1)
         return F.log_softmax(self.fc(features), dim=-1)
