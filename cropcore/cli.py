@@ -23,6 +23,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+#: Commands that run networks: their process keeps freed memory for reuse (``cropcore.memory``).
+COMPUTE_COMMANDS = frozenset({"train", "evaluate", "predict", "benchmark"})
+
+
 class CommandError(Exception):
     """An expected failure: printed as one line, without a traceback."""
 
@@ -39,9 +43,17 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command. Without ``argv`` it is the process's own command line (``cropcore``, ``python -m
+    cropcore``, ``torchrun -m cropcore``), and process-wide settings apply; callers that pass ``argv`` run
+    inside a process of their own, which is left as it is."""
+    own_process = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
     command = next((arg for arg in argv if arg in COMMANDS), None)
     args = build_parser(command).parse_args(argv)
+    if own_process and args.command in COMPUTE_COMMANDS:
+        from cropcore.memory import keep_freed_memory
+
+        keep_freed_memory()
     module = importlib.import_module(COMMANDS[args.command][0])
     try:
         return int(module.run(args) or 0)
