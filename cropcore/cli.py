@@ -44,8 +44,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run a command. Without ``argv`` it is the process's own command line (``cropcore``, ``python -m
-    cropcore``, ``torchrun -m cropcore``), and process-wide settings apply; callers that pass ``argv`` run
-    inside a process of their own, which is left as it is."""
+    cropcore``, ``torchrun -m cropcore``), and process-wide settings apply; callers that pass ``argv`` (tests,
+    notebooks, other programs) keep their process as it is."""
     own_process = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
     command = next((arg for arg in argv if arg in COMMANDS), None)
