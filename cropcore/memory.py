@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 
 #: ``mallopt`` parameters, from glibc's malloc.h.
 M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_MAX = -1, -2, -4
@@ -28,10 +27,18 @@ SETTINGS = (
 ENVIRONMENT_SWITCH = "CROPCORE_KEEP_FREED_MEMORY"
 
 
+def running_glibc() -> bool:
+    """Whether the C library this process runs on is glibc (asked of the library itself)."""
+    try:
+        return (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
+    except (ValueError, OSError, AttributeError):  # a name this platform's confstr does not know
+        return False
+
+
 def keep_freed_memory() -> bool:
     """Apply ``SETTINGS`` to glibc's allocator for the rest of the process. False where nothing was changed:
-    another C library (no ``mallopt``, or musl's, which ignores it) or the environment switch set to 0."""
-    if os.environ.get(ENVIRONMENT_SWITCH, "1").strip() == "0" or platform.libc_ver()[0] != "glibc":
+    a C library other than glibc, or the environment switch set to 0."""
+    if os.environ.get(ENVIRONMENT_SWITCH, "1").strip() == "0" or not running_glibc():
         return False
     try:
         mallopt = ctypes.CDLL(None).mallopt

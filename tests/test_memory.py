@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -33,7 +32,7 @@ def _probe(switch: str) -> tuple[bool, int]:
     return applied == "True", int(faults)
 
 
-@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's allocator only")
+@pytest.mark.skipif(not memory.running_glibc(), reason="glibc's allocator only")
 def test_freed_blocks_are_reused_instead_of_faulted_in_again() -> None:
     pages = (64 << 20) // 4096
     applied, faults = _probe("1")
