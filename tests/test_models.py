@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -211,9 +213,9 @@ def test_msresnet_inference_stem_equals_the_stretched_convolution(steps: int, ba
     """Without autograd the CPU stem runs at the original steps (a table of two-step windows, then the
     pooling); with it, the reference's convolution over the 512-step stretch. From 86 steps on a window
     reads three steps, and both take the second."""
-    from cropcore.models.msresnet import stem_pool_rows
+    from cropcore.models.msresnet_stem import pool_rows
 
-    assert (stem_pool_rows(steps) is None) == (steps == 86)
+    assert (pool_rows(steps) is None) == (steps == 86)
     torch.manual_seed(0)
     model = models.build("MSResNet", input_dim=INPUT_DIM, num_classes=NUM_CLASSES, sequence_length=steps)
     # A batch norm away from the identity, negative scales included (applied after the max pooling instead of
@@ -230,6 +232,56 @@ def test_msresnet_inference_stem_equals_the_stretched_convolution(steps: int, ba
     with torch.no_grad():
         torch.testing.assert_close(model._stem(x), stem_with_autograd.detach(), atol=1e-5, rtol=0)
         torch.testing.assert_close(model(x), output_with_autograd.detach(), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("steps", [45, 12, 85, 86])
+@pytest.mark.parametrize("batch", [1, 7, 70])
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_msresnet_training_stem_equals_the_stretched_convolution(
+    steps: int, batch: int, momentum: float | None
+) -> None:
+    """CPU training computes the stem at the original steps too, with the batch statistics taken from the
+    windows' Gram matrices and a hand-written backward pass: same output, same gradients for the convolution
+    and batch norm, same running statistics as the stretched convolution (float64, so that float32 rounding
+    cannot hide a wrong term). A parcel constant in time makes many windows tie for the maximum."""
+    torch.manual_seed(0)
+    model = models.build("MSResNet", input_dim=INPUT_DIM, num_classes=NUM_CLASSES, sequence_length=steps)
+    model = model.double().train()
+    model.bn1.momentum = momentum
+    with torch.no_grad():
+        model.bn1.weight.uniform_(-1.5, 1.5)
+        model.bn1.bias.uniform_(-0.5, 0.5)
+    twin = copy.deepcopy(model)
+    x = torch.rand(batch, steps, INPUT_DIM, dtype=torch.float64)
+    x[0] = x[0, :1]
+    for _ in range(2):  # the second step also checks the running statistics' update of a non-empty history
+        table = model._stem_time_major(x)
+        stretched = twin._stem(x).transpose(1, 2)
+        torch.testing.assert_close(table, stretched, atol=1e-10, rtol=0)
+        grad = torch.randn_like(table)
+        (table * grad).sum().backward()
+        (stretched * grad).sum().backward()
+    for name in ("conv1.weight", "bn1.weight", "bn1.bias"):
+        ours, theirs = model.get_parameter(name).grad, twin.get_parameter(name).grad
+        torch.testing.assert_close(ours, theirs, atol=1e-9, rtol=1e-9)
+    for name in ("running_mean", "running_var", "num_batches_tracked"):
+        torch.testing.assert_close(getattr(model.bn1, name), getattr(twin.bn1, name), atol=1e-12, rtol=0)
+
+
+def test_msresnet_training_with_input_gradients_takes_the_stretched_stem() -> None:
+    """The table's backward pass gives no input gradient, so an input that needs one (saliency maps) takes the
+    stretched stem: same output, and the gradient reaches the input."""
+    torch.manual_seed(0)
+    model = models.build("MSResNet", input_dim=INPUT_DIM, num_classes=NUM_CLASSES, sequence_length=SEQUENCE_LENGTH)
+    model = model.double().train()
+    twin = copy.deepcopy(model)
+    x = torch.rand(5, SEQUENCE_LENGTH, INPUT_DIM, dtype=torch.float64)
+    expected = model(x)
+    leaf = x.clone().requires_grad_()
+    out = twin(leaf)
+    torch.testing.assert_close(out, expected, atol=1e-10, rtol=0)
+    out.sum().backward()
+    assert leaf.grad is not None and leaf.grad.abs().sum() > 0
 
 
 def test_cpu_inference_blocks_give_the_whole_batch_result(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,64 +13,34 @@ Differences from the reference (same function where it works):
   dimension, and returns (num_classes,); here the output is always (batch, num_classes).
 - No ``layers`` argument: the fixed pooling sizes only fit one residual block per stage, the only
   configuration the reference can run and the one of the published checkpoint.
-- Faster where it can be, same function: the resampling is one index gather, and in eval mode every batch
-  norm is folded into the convolution before it. The convolutions keep PyTorch's (batch, channels, time)
-  layout, as the reference does: at 512 resampled steps oneDNN's plain kernels were measured faster than
-  its channels_last ones (used by the other convolutional networks here).
-- CPU inference skips the 512-step stretch altogether (``_stem_inference``). The stretch repeats every
-  original step 11 or 12 times, so each 7-tap window of the stem reads at most two original steps: its output
-  is ``A_s x[j] + B_s x[j+1]``, where ``A_s`` sums the s taps that land on step j and ``B_s`` the others. One
-  product at the 45 original steps computes every (j, s) pair, and the max pooling picks its three rows per
-  output from that table: 10-14 ms instead of 34-39 ms per batch of 1 024 (``benchmarks/RESULTS.md``).
+- Faster where it can be, same function:
+  - The stem skips the 512-step stretch on the CPU (``msresnet_stem``): the stretch repeats every original
+    step 11 or 12 times, so each 7-tap window reads at most two original steps, and a table of every window's
+    output at the 45 steps replaces the convolution over 512. In inference it takes 10-14 ms instead of
+    34-39 ms per batch of 1 024; in training, with its own backward pass, about 50 ms instead of 170-220 ms
+    forward and backward (``benchmarks/RESULTS.md``).
+  - CPU training runs the branches on (batch, time, channels) tensors through ``layers.time_conv`` (oneDNN's
+    channels_last kernels, or the frequency domain where that saves work), which the stem's table gives
+    without a transpose.
+  - Inference keeps PyTorch's (batch, channels, time) layout, measured faster there, with every batch norm
+    folded into the convolution before it.
 """
 
 from __future__ import annotations
-
-import functools
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from cropcore.models.base import TimeSeriesClassifier
-from cropcore.models.layers import fold_batch_norm
+from cropcore.models.layers import batch_norm_concat, batch_norm_last, fold_batch_norm, time_conv
+from cropcore.models.msresnet_stem import (
+    RESAMPLED_LENGTH, STEM_KERNEL, STEM_PADDING, STEM_STRIDE, inference_stem, pool_rows, resample_index,
+    training_stem,
+)
 
-RESAMPLED_LENGTH = 512
-"""The reference stretches every series to this many steps before the first convolution."""
-STEM_KERNEL, STEM_STRIDE, STEM_PADDING = 7, 2, 3
-"""The first convolution's shape (the reference's, fixed)."""
-STEM_BLOCK = 64
-"""Parcels per block of the CPU inference stem, so that its table stays in the caches (64-256 measured)."""
-
-
-@functools.lru_cache(maxsize=16)
-def resample_index(steps: int) -> torch.Tensor:
-    """Which original step each of the 512 stretched steps repeats: the indices of ``F.interpolate``'s
-    nearest mode, which the reference uses."""
-    positions = torch.arange(steps, dtype=torch.float32).view(1, 1, steps)
-    return F.interpolate(positions, size=RESAMPLED_LENGTH, mode="nearest").view(-1).long()
-
-
-@functools.lru_cache(maxsize=16)
-def stem_pool_rows(steps: int) -> torch.Tensor | None:
-    """For ``_stem_inference``: the three table rows each max-pooled stem output picks, or None where a stem
-    window reads more than two original steps (from 86 steps on).
-
-    Steps are counted with a zero step added at both ends (the stem's zero padding), and row ``7 j + s - 1``
-    of the table is the window whose first s taps read padded step j and the others step j + 1.
-    """
-    source = resample_index(steps) + 1
-    source = torch.cat([source.new_zeros(STEM_PADDING), source, source.new_full((STEM_PADDING,), steps + 1)])
-    windows = source.unfold(0, STEM_KERNEL, STEM_STRIDE)  # (256, 7): the padded step each tap reads
-    first = windows[:, :1]
-    on_first = (windows == first).sum(1, keepdim=True)
-    if not torch.equal(windows, torch.where(torch.arange(STEM_KERNEL) < on_first, first, first + 1)):
-        return None
-    rows = (first * STEM_KERNEL + on_first - 1).view(-1)
-    # max_pool1d(3, stride 2, padding 1): output p takes stem outputs 2p - 1, 2p, 2p + 1 that exist.
-    centre = 2 * torch.arange((rows.numel() - 1) // 2 + 1)
-    neighbours = (centre - 1).clamp(min=0), centre, (centre + 1).clamp(max=rows.numel() - 1)
-    return torch.stack([rows[at] for at in neighbours], 1).view(-1)
+KERNEL_SIZES = (3, 5, 7)
+"""The branches' kernel sizes."""
 
 
 def _conv_bn(x: torch.Tensor, conv: nn.Conv1d, bn: nn.BatchNorm1d, *, relu: bool = False) -> torch.Tensor:
@@ -86,6 +56,13 @@ def _conv_bn(x: torch.Tensor, conv: nn.Conv1d, bn: nn.BatchNorm1d, *, relu: bool
     else:
         y = bn(F.conv1d(x, conv.weight, conv.bias, stride=stride, padding=conv.padding))
     return _relu(y) if relu else y
+
+
+def _conv_bn_time_major(x: torch.Tensor, conv: nn.Conv1d, bn: nn.BatchNorm1d, *, relu: bool = False) -> torch.Tensor:
+    """bn(conv(x)) (then ReLU) for x (batch, time, channels), through ``time_conv`` (frequency domain where
+    that saves work)."""
+    y = time_conv(x, conv.weight, conv.bias, stride=conv.stride[0], padding=conv.padding[0])
+    return batch_norm_last(y, bn, relu=relu)
 
 
 def _relu(x: torch.Tensor) -> torch.Tensor:
@@ -118,6 +95,14 @@ class _ResidualBlock(nn.Module):
         residual = _conv_bn(x, self.downsample[0], self.downsample[1])[..., : out.shape[-1]]
         return _relu(out.add_(residual) if not torch.is_grad_enabled() else out + residual)
 
+    def forward_time_major(self, x: torch.Tensor, shortcut: torch.Tensor | None = None) -> torch.Tensor:
+        """``forward`` for x (batch, time, in_channels) -> (batch, shorter time, channels); ``shortcut``: the
+        downsampling path's output where the caller computed it already."""
+        out = _conv_bn_time_major(_conv_bn_time_major(x, self.conv1, self.bn1, relu=True), self.conv2, self.bn2)
+        if shortcut is None:
+            shortcut = _conv_bn_time_major(x, self.downsample[0], self.downsample[1])
+        return F.relu(out + shortcut[:, : out.shape[1]])
+
 
 class MSResNet(TimeSeriesClassifier):
     """A 7-wide strided stem, then three branches of three residual stages (kernels 3, 5, 7; widths
@@ -143,7 +128,7 @@ class MSResNet(TimeSeriesClassifier):
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool1d(kernel_size=3, stride=2, padding=1)
         widths = (hidden_dims, 2 * hidden_dims, 4 * hidden_dims)
-        for kernel_size, pool_size in ((3, 16), (5, 11), (7, 6)):
+        for kernel_size, pool_size in zip(KERNEL_SIZES, (16, 11, 6)):
             in_channels = hidden_dims
             for stage, width in enumerate(widths, start=1):
                 block = _ResidualBlock(in_channels, width, kernel_size, stride=2)
@@ -165,43 +150,57 @@ class MSResNet(TimeSeriesClassifier):
         return x.index_select(1, index)
 
     def _stem(self, x: torch.Tensor) -> torch.Tensor:
-        """relu(bn1(conv1(x stretched to 512 steps))), max-pooled: (batch, time, bands) -> (batch, hidden, 128)."""
-        if x.device.type == "cpu" and not (self.bn1.training or torch.is_grad_enabled()):
-            rows = stem_pool_rows(x.shape[1])
-            if rows is not None:
-                return self._stem_inference(x, rows)
+        """relu(bn1(conv1(x stretched to 512 steps))), max-pooled: (batch, time, bands) -> (batch, hidden, 128).
+        CPU inference computes it at the original steps (``msresnet_stem``)."""
+        if (x.device.type == "cpu" and not (self.bn1.training or torch.is_grad_enabled())
+                and pool_rows(x.shape[1]) is not None):
+            return inference_stem(x, self.conv1.weight, self.bn1)
         x = _conv_bn(self._resample(x).transpose(1, 2).contiguous(), self.conv1, self.bn1, relu=True)
         return F.max_pool1d(x, kernel_size=3, stride=2, padding=1)
 
-    def _stem_inference(self, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """The stem at the original steps (module docstring): a table of every window's output, then the pooling."""
-        batch, steps, bands = x.shape
-        weight, bias = fold_batch_norm(self.conv1.weight, None, self.bn1)  # (hidden, bands, 7)
-        first_taps = weight.cumsum(-1)  # [..., s - 1]: the sum of the first s taps
-        pair = torch.cat([first_taps, first_taps[..., -1:] - first_taps], 1)  # weights of x[j] and x[j + 1]
-        pair = pair.permute(1, 2, 0).reshape(2 * bands, STEM_KERNEL * self.hidden_dims)
-        bias = bias.repeat(STEM_KERNEL)
-        out = x.new_empty(batch, self.hidden_dims, rows.numel() // 3)
-        for start in range(0, batch, STEM_BLOCK):
-            part = F.pad(x[start : start + STEM_BLOCK], (0, 0, 1, 1))  # the padding as zero steps
-            n = part.shape[0]
-            windows = part.as_strided((n, steps + 1, 2 * bands), (part.stride(0), bands, 1))  # x[j], x[j + 1]
-            table = torch.addmm(bias, windows.reshape(-1, 2 * bands), pair).view(n, -1, self.hidden_dims)
-            pooled = table.index_select(1, rows).view(n, -1, 3, self.hidden_dims).amax(2).relu_()
-            out[start : start + n].copy_(pooled.transpose(1, 2))
-        return out
+    def _stem_time_major(self, x: torch.Tensor) -> torch.Tensor:
+        """The stem for CPU training, (batch, time, bands) -> (batch, 128, hidden): at the original steps with
+        a hand-written backward pass (``msresnet_stem.training_stem``) where it applies."""
+        bn = self.bn1
+        if (bn.training and bn.affine and bn.track_running_stats and not x.requires_grad
+                and x.dtype in (torch.float32, torch.float64) and not torch.is_autocast_enabled("cpu")
+                and pool_rows(x.shape[1]) is not None):
+            return training_stem(x, self.conv1.weight, bn)
+        return self._stem(x).transpose(1, 2).contiguous()
 
-    def _branch(self, x: torch.Tensor, kernel_size: int) -> torch.Tensor:
-        """One branch: three residual stages, then the mean over the remaining steps (batch, channels)."""
+    def _first_blocks(self) -> list[_ResidualBlock]:
+        """The first residual block of each branch, in ``KERNEL_SIZES`` order."""
+        return [getattr(self, f"layer{kernel_size}x{kernel_size}_1")[0] for kernel_size in KERNEL_SIZES]
+
+    def _first_shortcuts(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The three branches' first shortcuts, (batch, time, hidden) each: strided 1x1 convolutions of the same
+        stem output, computed as one product and one batch norm (so the stem output's gradient gathers one
+        contribution from them instead of three)."""
+        downsamples = [block.downsample for block in self._first_blocks()]
+        weight = torch.cat([conv.weight for conv, _ in downsamples])
+        y = time_conv(x, weight, stride=downsamples[0][0].stride[0])
+        return batch_norm_concat(y, [bn for _, bn in downsamples]).split(self.hidden_dims, dim=-1)
+
+    def _branch(self, x: torch.Tensor, kernel_size: int, shortcut: torch.Tensor | None = None) -> torch.Tensor:
+        """One branch: three residual stages, then the mean over the remaining steps (batch, channels).
+        With ``shortcut`` (its first stage's, from ``_first_shortcuts``), x is time-major."""
+        time_major = shortcut is not None
         for stage in (1, 2, 3):
-            x = getattr(self, f"layer{kernel_size}x{kernel_size}_{stage}")(x)
+            block = getattr(self, f"layer{kernel_size}x{kernel_size}_{stage}")[0]
+            x = block.forward_time_major(x, shortcut if stage == 1 else None) if time_major else block(x)
+        steps = x.shape[1] if time_major else x.shape[-1]
         pool_size = getattr(self, f"maxpool{kernel_size}").kernel_size[0]
-        if x.shape[-1] != pool_size:
-            raise RuntimeError(f"MSResNet branch {kernel_size} ends with {x.shape[-1]} steps, expected {pool_size}")
-        return x.mean(dim=-1)
+        if steps != pool_size:
+            raise RuntimeError(f"MSResNet branch {kernel_size} ends with {steps} steps, expected {pool_size}")
+        return x.mean(dim=1 if time_major else -1)
 
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         """x: (batch, time, bands) -> (batch, num_classes) log-probabilities."""
-        x = self._stem(x)
-        features = torch.cat([self._branch(x, kernel_size) for kernel_size in (3, 5, 7)], dim=1)
-        return F.log_softmax(self.fc(features), dim=-1)
+        if self.training and x.device.type == "cpu":
+            x = self._stem_time_major(x)
+            shortcuts = self._first_shortcuts(x)
+            branches = [self._branch(x, k, shortcut) for k, shortcut in zip(KERNEL_SIZES, shortcuts)]
+        else:
+            x = self._stem(x)
+            branches = [self._branch(x, k) for k in KERNEL_SIZES]
+        return F.log_softmax(self.fc(torch.cat(branches, dim=1)), dim=-1)
