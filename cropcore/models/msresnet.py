@@ -17,7 +17,7 @@ Differences from the reference (same function where it works):
   - The stem skips the 512-step stretch on the CPU (``msresnet_stem``): the stretch repeats every original
     step 11 or 12 times, so each 7-tap window reads at most two original steps, and a table of every window's
     output at the 45 steps replaces the convolution over 512. In inference it takes 10-14 ms instead of
-    34-39 ms per batch of 1 024; in training, with its own backward pass, about 50 ms instead of 170-220 ms
+    34-39 ms per batch of 1 024; in training, with its own backward pass, about 60 ms instead of 170-210 ms
     forward and backward (``benchmarks/RESULTS.md``).
   - CPU training runs the branches on (batch, time, channels) tensors through ``layers.time_conv`` (oneDNN's
     channels_last kernels, or the frequency domain where that saves work), which the stem's table gives

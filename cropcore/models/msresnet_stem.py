@@ -13,8 +13,8 @@ per output step. This module computes that, in blocks of parcels whose table sta
 - ``training_stem``: train mode, an autograd function with a hand-written backward pass. The batch norm's
   statistics over the 256 stretched positions come from each window's Gram matrix weighted by how often the
   stretch uses it, so the 256-step activations never exist; the backward pass routes each pooled gradient to
-  the table row that won the maximum and reduces it with one product per block (about 50 ms forward and
-  backward instead of 170-220 ms).
+  the table row that won the maximum and reduces it with one product per block (about 60 ms forward and
+  backward instead of 170-210 ms).
 
 Both equal the stretched computation to float rounding (``tests/test_models.py``). From 86 steps on a
 window can read three steps, ``pool_rows`` returns None and the caller stretches as the reference does.
