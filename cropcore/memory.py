@@ -25,6 +25,7 @@ SETTINGS = (
     (M_TOP_PAD, 64 << 20),  # grow the heap 64 MB beyond each request: fewer, larger extensions
 )
 ENVIRONMENT_SWITCH = "CROPCORE_KEEP_FREED_MEMORY"
+_applied = False
 
 
 def running_glibc() -> bool:
@@ -38,6 +39,7 @@ def running_glibc() -> bool:
 def keep_freed_memory() -> bool:
     """Apply ``SETTINGS`` to glibc's allocator for the rest of the process. False where nothing was changed:
     a C library other than glibc, or the environment switch set to 0."""
+    global _applied
     if os.environ.get(ENVIRONMENT_SWITCH, "1").strip() == "0" or not running_glibc():
         return False
     try:
@@ -46,4 +48,11 @@ def keep_freed_memory() -> bool:
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
-    return all(mallopt(parameter, value) == 1 for parameter, value in SETTINGS)
+    _applied = all(mallopt(parameter, value) == 1 for parameter, value in SETTINGS)
+    return _applied
+
+
+def freed_memory_kept() -> bool:
+    """Whether ``keep_freed_memory`` has applied its settings in this process: code that would otherwise keep
+    its own buffers between batches (the LSTM's training layers) can then leave that to ``malloc``."""
+    return _applied

@@ -14,8 +14,10 @@ from cropcore import cli, memory
 #: Allocates and frees a 64 MB block, then counts the page faults of allocating it again.
 REUSE_PROBE = """
 import resource
-from cropcore.memory import keep_freed_memory
+from cropcore.memory import freed_memory_kept, keep_freed_memory
+assert not freed_memory_kept()
 applied = keep_freed_memory()
+assert freed_memory_kept() == applied
 faults = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 block = bytearray(64 << 20)
 del block

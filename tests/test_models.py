@@ -306,11 +306,23 @@ def test_cpu_inference_blocks_give_the_whole_batch_result(monkeypatch: pytest.Mo
     assert calls == [10, 10]
 
 
-def test_lstm_training_layer_by_layer_equals_nn_lstm(monkeypatch: pytest.MonkeyPatch) -> None:
-    """CPU training runs the LSTM one layer at a time to draw its own dropout: with the dropout taken out,
-    outputs and gradients equal ``nn.LSTM``'s single call; with it, the draws differ from call to call."""
+def _fused_lstm_classify(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The LSTM classifier through one ``nn.LSTM`` call (oneDNN), its dropout switched off."""
+    model.lstm.dropout = 0.0
+    _, (_, cell) = model.lstm(model.inlayernorm(x))
+    states = cell.transpose(0, 1).reshape(x.shape[0], -1)
+    return torch.log_softmax(model.linear_class(model.clayernorm(states)), dim=-1)
+
+
+@pytest.mark.parametrize("memory_kept", [False, True])
+def test_lstm_training_layer_by_layer_equals_nn_lstm(monkeypatch: pytest.MonkeyPatch, memory_kept: bool) -> None:
+    """CPU training runs the LSTM one layer at a time and draws its own dropout: with the dropout taken out,
+    outputs and gradients equal ``nn.LSTM``'s single call; with it, the draws differ from call to call. The
+    layers are the hand-written ones, whose buffers wait in a workspace until eval mode, unless the process
+    keeps freed memory (then the fused kernel)."""
     import cropcore.models.lstm as lstm_module
 
+    monkeypatch.setattr(lstm_module, "freed_memory_kept", lambda: memory_kept)
     torch.manual_seed(0)
     model = models.build("LSTM", input_dim=INPUT_DIM, num_classes=NUM_CLASSES, sequence_length=20, hidden_dims=16,
                          num_layers=3).train()
@@ -320,11 +332,53 @@ def test_lstm_training_layer_by_layer_equals_nn_lstm(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(lstm_module, "dense_dropout", lambda x, p: x)
     layered = model(x)
     torch.nn.functional.nll_loss(layered, y).backward()
+    assert (len(model._workspace) > 0) != memory_kept  # hand-written layers keep buffers for the next step
     layered_grads = {key: p.grad.clone() for key, p in model.named_parameters()}
     model.zero_grad()
-    monkeypatch.setattr(model.lstm, "dropout", 0.0)  # one fused nn.LSTM call
-    fused = model(x)
+    fused = _fused_lstm_classify(model, x)
     torch.nn.functional.nll_loss(fused, y).backward()
     torch.testing.assert_close(layered, fused, atol=1e-6, rtol=0)
     for key, p in model.named_parameters():
         torch.testing.assert_close(layered_grads[key], p.grad, atol=1e-6, rtol=1e-5, msg=key)
+    model.eval()
+    assert len(model._workspace) == 0
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize(("steps", "batch"), [(1, 1), (2, 7), (9, 1), (9, 7)])
+def test_lstm_layer_equals_torch_lstm(bidirectional: bool, steps: int, batch: int) -> None:
+    """The hand-written layer against ``torch.lstm`` in float64: outputs, final cells and every gradient, with
+    and without a gradient on the outputs (the last layer's are unused), twice on one workspace (the second
+    call reuses the first call's buffers)."""
+    from cropcore.models.lstm_layer import Workspace, lstm_layer
+
+    torch.manual_seed(steps * 10 + batch)
+    lstm = nn.LSTM(5, 4, bias=False, bidirectional=bidirectional).double()
+    weights = list(lstm.parameters())
+    zeros = torch.zeros(2 if bidirectional else 1, batch, 4, dtype=torch.float64)
+    workspace = Workspace()
+    for with_outputs in (False, True, True):
+        x = torch.randn(steps, batch, 5, dtype=torch.float64, requires_grad=True)
+        expected_out, _, expected_cells = torch.lstm(x, (zeros, zeros), weights, False, 1, 0.0, True, bidirectional,
+                                                     False)
+        out, cells = lstm_layer(x, weights, workspace)
+        torch.testing.assert_close(out, expected_out, atol=1e-12, rtol=0)
+        torch.testing.assert_close(cells, expected_cells, atol=1e-12, rtol=0)
+        grad_out, grad_cells = torch.randn_like(out), torch.randn_like(cells)
+        expected_loss = (expected_cells * grad_cells).sum() + with_outputs * (expected_out * grad_out).sum()
+        loss = (cells * grad_cells).sum() + ((out * grad_out).sum() if with_outputs else 0)
+        expected = torch.autograd.grad(expected_loss, [x, *weights])
+        for got, want, what in zip(torch.autograd.grad(loss, [x, *weights]), expected, ["x", "ih", "hh", "ih_r", "hh_r"]):
+            torch.testing.assert_close(got, want, atol=1e-12, rtol=0, msg=what)
+        assert len(workspace) == 5  # gates, cells, tanh(cells), outputs, gate gradients: handed back, reused
+
+
+def test_lstm_layer_refuses_a_second_backward_pass() -> None:
+    """Its buffers go to the next step after the backward pass, so a retained graph cannot be replayed."""
+    from cropcore.models.lstm_layer import Workspace, lstm_layer
+
+    lstm = nn.LSTM(3, 2, bias=False)
+    _, cells = lstm_layer(torch.rand(4, 2, 3), list(lstm.parameters()), Workspace())
+    cells.sum().backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="one backward pass per forward pass"):
+        cells.sum().backward()

@@ -12,14 +12,20 @@ layer-normed and classified. Parameter names equal the reference's, so official 
 Fixes and changes against the reference:
     - ``use_layernorm=False`` crashed in the reference (``clayernorm`` was used but never built); here both
       norms become identities.
-    - The recurrence stays PyTorch's fused ``nn.LSTM`` (oneDNN on CPU, cuDNN on CUDA), which the reference
-      already used. CPU inference runs it on blocks of 128 parcels (``inference_block``): a whole batch of
+    - Inference, and everything on CUDA or under autocast, runs PyTorch's fused ``nn.LSTM`` (oneDNN on CPU,
+      cuDNN on CUDA), as the reference does. CPU inference runs it on blocks of 128 parcels (``inference_block``): a whole batch of
       1 024 takes 450-780 MB of fresh buffers per pass (counted as page faults), which the operating system
       maps in again at every pass, where a block's buffers are reused by the next block and stay in cache
       (1.3-1.45x the reference's inference against 1.05x before, ``benchmarks/RESULTS.md``).
-    - CPU training calls the same fused kernel one layer at a time, time-major, and draws the dropout
-      between layers with ``dense_dropout`` (a third of ``F.dropout``'s cost at p = 0.57 on these
-      (45, 1 024, 256) outputs): about 8 % faster training steps, same function and gradients.
+    - CPU training runs one layer at a time, with the dropout between layers drawn by ``dense_dropout`` (a
+      third of ``F.dropout``'s cost at p = 0.57 on these (45, 1 024, 256) outputs). Each layer is
+      ``lstm_layer`` (same arithmetic, hand-written backward pass): ``nn.LSTM``'s training kernel takes its
+      workspaces afresh at every call, which a default process maps in again page by page (about 1.1 million
+      page faults per step at batch 1 024), where ``lstm_layer`` keeps its buffers for the next step until
+      the model is switched to eval mode. Where the process keeps freed memory itself (the ``cropcore``
+      commands, ``cropcore.memory``) the fused kernel is used instead: without the page faults its
+      arithmetic is about 13 % faster. Training ran 1.1x the reference's speed with the fused kernel in a
+      default process, about 1.4x with ``lstm_layer`` (``benchmarks/RESULTS.md``).
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ from torch import nn
 
 from cropcore.models.base import TimeSeriesClassifier
 from cropcore.models.dropout import dense_dropout
+from cropcore.memory import freed_memory_kept
+from cropcore.models.lstm_layer import Workspace, lstm_layer
 
 
 class LSTM(TimeSeriesClassifier):
@@ -78,11 +86,18 @@ class LSTM(TimeSeriesClassifier):
             bidirectional=bool(bidirectional),
         )
         self.linear_class = nn.Linear(state_dims, num_classes, bias=True)
+        self._workspace = Workspace()
+
+    def train(self, mode: bool = True) -> LSTM:
+        if not mode:  # the training buffers (about 1 GB at batch 1 024) are not needed until training resumes
+            self._workspace.clear()
+        return super().train(mode)
 
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         """x: (batch, time, bands) -> (batch, num_classes) log-probabilities."""
         lstm = self.lstm
-        if self.training and lstm.dropout > 0 and lstm.num_layers > 1 and x.device.type == "cpu":
+        if (self.training and torch.is_grad_enabled() and x.device.type == "cpu"
+                and x.dtype in (torch.float32, torch.float64) and not torch.is_autocast_enabled("cpu")):
             cell = self._cell_states_layer_by_layer(self.inlayernorm(x))
         else:
             _, (_, cell) = lstm(self.inlayernorm(x))
@@ -91,19 +106,25 @@ class LSTM(TimeSeriesClassifier):
         return F.log_softmax(self.linear_class(self.clayernorm(states)), dim=-1)
 
     def _cell_states_layer_by_layer(self, x: torch.Tensor) -> torch.Tensor:
-        """Training on the CPU: ``nn.LSTM``'s computation one layer at a time (the same fused kernel), with the
-        dropout between layers drawn by ``dense_dropout`` instead of one Bernoulli variate per element.
-        Returns the final cell states (layers * directions, batch, hidden), ordered as ``nn.LSTM``'s."""
+        """Training on the CPU, one layer at a time, with the dropout between layers drawn by ``dense_dropout``
+        instead of one Bernoulli variate per element. Each layer is ``lstm_layer`` (buffers kept between steps),
+        or the fused kernel where the process keeps freed memory anyway (``cropcore.memory``), since its
+        arithmetic is faster once its workspaces need not be mapped in again (628 against 719 ms for a
+        (45, 1 024, 256) bidirectional layer, forward and backward). Returns the final cell states
+        (layers * directions, batch, hidden), ordered as ``nn.LSTM``'s."""
         lstm = self.lstm
-        directions = 2 if lstm.bidirectional else 1
-        zeros = x.new_zeros(directions, x.shape[0], lstm.hidden_size)
-        suffixes = ("", "_reverse")[:directions]
-        x = x.transpose(0, 1).contiguous()  # time-major, the kernel's own layout: no transposes per layer
+        suffixes = ("", "_reverse")[: 2 if lstm.bidirectional else 1]
+        fused = freed_memory_kept()
+        zeros = x.new_zeros(len(suffixes), x.shape[0], lstm.hidden_size)
+        x = x.transpose(0, 1).contiguous()  # time-major: each step's rows are contiguous
         cells = []
         for layer in range(lstm.num_layers):
             if layer:
                 x = dense_dropout(x, lstm.dropout)
             weights = [getattr(lstm, f"weight_{kind}_l{layer}{suffix}") for suffix in suffixes for kind in ("ih", "hh")]
-            x, _, cell = torch.lstm(x, (zeros, zeros), weights, False, 1, 0.0, True, lstm.bidirectional, False)
+            if fused:
+                x, _, cell = torch.lstm(x, (zeros, zeros), weights, False, 1, 0.0, True, lstm.bidirectional, False)
+            else:
+                x, cell = lstm_layer(x, weights, self._workspace)
             cells.append(cell)
         return torch.cat(cells)
