@@ -34,6 +34,40 @@ def test_spectral_convolution_equals_direct_convolution(kernel: int, padding, st
         torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
 
 
+GROUPED_CASES = [(steps, kernel, padding, stride) for steps in (1, 7, 61, 128) for kernel in (2, 3, 5, 7)
+                 for padding in ((0, 0), (1, 1), (3, 3), (0, 3), (1, 4)) for stride in (2, 3)
+                 if steps + sum(padding) >= kernel]
+
+
+@pytest.mark.parametrize(("steps", "kernel", "padding", "stride"), GROUPED_CASES)
+def test_strided_convolution_over_grouped_steps_equals_direct_convolution(steps: int, kernel: int, padding,
+                                                                           stride: int) -> None:
+    torch.manual_seed(steps + kernel)
+    x = torch.randn(3, steps, 4, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(5, 4, kernel, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(5, dtype=torch.float64, requires_grad=True)
+    got = layers._grouped_steps_conv(x, weight, bias, *padding, stride)
+    expected = _direct(x, weight, bias, padding, stride)
+    assert got.shape == expected.shape and got.is_contiguous()
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
+    grad = torch.randn_like(expected)
+    for a, b in zip(torch.autograd.grad(got, (x, weight, bias), grad),
+                    torch.autograd.grad(expected, (x, weight, bias), grad)):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+def test_strided_convolutions_on_the_cpu_run_over_grouped_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    grouped = layers._grouped_steps_conv
+    monkeypatch.setattr(layers, "_grouped_steps_conv", lambda *args: calls.append(args[-1]) or grouped(*args))
+    x, weight = torch.randn(2, 128, 32), torch.randn(32, 32, 5)
+    torch.testing.assert_close(layers.time_conv(x, weight, stride=2, padding=1), _direct(x, weight, None, (1, 1), 2),
+                               rtol=1e-5, atol=1e-5)
+    layers.time_conv(x, weight, padding=1)  # stride 1
+    layers.time_conv(x, weight[..., :1], stride=2)  # 1x1: subsampled instead
+    assert calls == [2]
+
+
 def test_spectral_convolution_in_float32_stays_within_rounding_of_the_exact_result() -> None:
     torch.manual_seed(5)
     x = torch.randn(16, 45, 128)

@@ -60,6 +60,8 @@ def time_conv(
         )
     if _use_spectral(x, weight, left, right, stride):
         return _spectral_conv(x, weight, bias, left, right, stride)
+    if stride > 1 and weight.shape[-1] > 1 and x.device.type == "cpu":
+        return _grouped_steps_conv(x, weight, bias, left, right, stride)
     if left != right:
         x = F.pad(x, (0, 0, left, right))
         left = 0
@@ -73,6 +75,34 @@ def time_conv(
     weight4 = weight.unsqueeze(-1).contiguous(memory_format=torch.channels_last)
     y = F.conv2d(x4, weight4, bias, stride=(stride, 1), padding=(left, 0))
     return y.permute(0, 2, 3, 1).flatten(2).contiguous()
+
+
+def _grouped_steps_conv(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, left: int, right: int, stride: int
+) -> torch.Tensor:
+    """A strided convolution as a stride-1 one over groups of ``stride`` consecutive steps.
+
+    Viewed as (batch, steps / stride, stride * channels), which is free in this layout, step ``stride * g + r``
+    is channel block r of group g, and tap k (offset ``k - left``) reads group ``g + floor((k - left) / stride)``,
+    block ``(k - left) mod stride``. So the kernel becomes a shorter one over wider groups, with zeros where no
+    tap lands. oneDNN runs these stride-1 convolutions much closer to its peak on the CPU than the strided ones:
+    MSResNet's stride-2 convolutions, forward and backward, 1.0-2.6x faster (1.3-1.8x in inference), for up to
+    a third more multiplications.
+    """
+    batch, steps, channels = x.shape
+    out_channels, _, taps = weight.shape
+    out_steps = _output_steps(steps, taps, left, right, stride)
+    first, last = -left // stride, (taps - 1 - left) // stride  # the groups a window reaches, relative to g
+    grouped_taps = last - first + 1
+    lead = -left % stride  # zero taps before tap 0 inside the first group
+    grouped = F.pad(weight, (lead, stride * grouped_taps - taps - lead))
+    grouped = grouped.view(out_channels, -1, grouped_taps, stride).permute(0, 3, 1, 2).flatten(1, 2)
+    groups = -(-steps // stride)
+    if groups * stride != steps:
+        x = F.pad(x, (0, 0, 0, groups * stride - steps))
+    grouped_right = out_steps - groups + last  # what the last output's window needs beyond the groups
+    y = time_conv(x.reshape(batch, groups, stride * channels), grouped, bias, padding=(-first, max(grouped_right, 0)))
+    return y if grouped_right >= 0 else y[:, :out_steps].contiguous()
 
 
 #: The spectral path is taken where ``spectral_gain`` reaches these. oneDNN's direct forward convolution runs
