@@ -15,23 +15,29 @@ def _direct(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, pa
     return F.conv1d(F.pad(x.transpose(1, 2), padding), weight, bias, stride=stride).transpose(1, 2)
 
 
+def _assert_equals_direct(conv, steps: int, kernel: int, padding: tuple[int, int], stride: int,
+                          atol: float) -> None:
+    """``conv(x, weight, bias, left, right, stride)`` against ``F.conv1d`` in float64: output and gradients."""
+    x = torch.randn(3, steps, 4, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(5, 4, kernel, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(5, dtype=torch.float64, requires_grad=True)
+    got = conv(x, weight, bias, *padding, stride)
+    expected = _direct(x, weight, bias, padding, stride)
+    assert got.shape == expected.shape and got.is_contiguous()
+    torch.testing.assert_close(got, expected, rtol=0, atol=atol)
+    grad = torch.randn_like(expected)
+    for a, b in zip(torch.autograd.grad(got, (x, weight, bias), grad),
+                    torch.autograd.grad(expected, (x, weight, bias), grad)):
+        torch.testing.assert_close(a, b, rtol=0, atol=atol)
+
+
 @pytest.mark.parametrize("kernel", [1, 2, 3, 7, 15, 41])
 @pytest.mark.parametrize("padding", [(0, 0), "same", (3, 11), (20, 0), (0, 20)])
 @pytest.mark.parametrize("stride", [1, 2, 3])
 def test_spectral_convolution_equals_direct_convolution(kernel: int, padding, stride: int) -> None:
     torch.manual_seed(kernel)
     padding = (kernel // 2, kernel // 2) if padding == "same" else padding
-    x = torch.randn(3, 45, 6, dtype=torch.float64, requires_grad=True)
-    weight = torch.randn(5, 6, kernel, dtype=torch.float64, requires_grad=True)
-    bias = torch.randn(5, dtype=torch.float64, requires_grad=True)
-    got = layers._spectral_conv(x, weight, bias, *padding, stride)
-    expected = _direct(x, weight, bias, padding, stride)
-    assert got.shape == expected.shape and got.is_contiguous()
-    torch.testing.assert_close(got, expected, rtol=0, atol=1e-10)
-    grad = torch.randn_like(expected)
-    for a, b in zip(torch.autograd.grad(got, (x, weight, bias), grad),
-                    torch.autograd.grad(expected, (x, weight, bias), grad)):
-        torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
+    _assert_equals_direct(layers._spectral_conv, 45, kernel, padding, stride, atol=1e-10)
 
 
 GROUPED_CASES = [(steps, kernel, padding, stride) for steps in (1, 7, 61, 128) for kernel in (2, 3, 5, 7)
@@ -43,17 +49,7 @@ GROUPED_CASES = [(steps, kernel, padding, stride) for steps in (1, 7, 61, 128) f
 def test_strided_convolution_over_grouped_steps_equals_direct_convolution(steps: int, kernel: int, padding,
                                                                            stride: int) -> None:
     torch.manual_seed(steps + kernel)
-    x = torch.randn(3, steps, 4, dtype=torch.float64, requires_grad=True)
-    weight = torch.randn(5, 4, kernel, dtype=torch.float64, requires_grad=True)
-    bias = torch.randn(5, dtype=torch.float64, requires_grad=True)
-    got = layers._grouped_steps_conv(x, weight, bias, *padding, stride)
-    expected = _direct(x, weight, bias, padding, stride)
-    assert got.shape == expected.shape and got.is_contiguous()
-    torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
-    grad = torch.randn_like(expected)
-    for a, b in zip(torch.autograd.grad(got, (x, weight, bias), grad),
-                    torch.autograd.grad(expected, (x, weight, bias), grad)):
-        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    _assert_equals_direct(layers._grouped_steps_conv, steps, kernel, padding, stride, atol=1e-12)
 
 
 def test_strided_convolutions_on_the_cpu_run_over_grouped_steps(monkeypatch: pytest.MonkeyPatch) -> None:
