@@ -368,7 +368,8 @@ def test_lstm_layer_equals_torch_lstm(bidirectional: bool, steps: int, batch: in
         expected_loss = (expected_cells * grad_cells).sum() + with_outputs * (expected_out * grad_out).sum()
         loss = (cells * grad_cells).sum() + ((out * grad_out).sum() if with_outputs else 0)
         expected = torch.autograd.grad(expected_loss, [x, *weights])
-        for got, want, what in zip(torch.autograd.grad(loss, [x, *weights]), expected, ["x", "ih", "hh", "ih_r", "hh_r"]):
+        names = ["x", "ih", "hh", "ih_r", "hh_r"]
+        for got, want, what in zip(torch.autograd.grad(loss, [x, *weights]), expected, names):
             torch.testing.assert_close(got, want, atol=1e-12, rtol=0, msg=what)
         assert len(workspace) == 5  # gates, cells, tanh(cells), outputs, gate gradients: handed back, reused
 

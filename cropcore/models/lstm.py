@@ -13,10 +13,11 @@ Fixes and changes against the reference:
     - ``use_layernorm=False`` crashed in the reference (``clayernorm`` was used but never built); here both
       norms become identities.
     - Inference, and everything on CUDA or under autocast, runs PyTorch's fused ``nn.LSTM`` (oneDNN on CPU,
-      cuDNN on CUDA), as the reference does. CPU inference runs it on blocks of 128 parcels (``inference_block``): a whole batch of
-      1 024 takes 450-780 MB of fresh buffers per pass (counted as page faults), which the operating system
-      maps in again at every pass, where a block's buffers are reused by the next block and stay in cache
-      (1.3-1.45x the reference's inference against 1.05x before, ``benchmarks/RESULTS.md``).
+      cuDNN on CUDA), as the reference does. CPU inference runs it on blocks of 128 parcels
+      (``inference_block``): a whole batch of 1 024 takes 450-780 MB of fresh buffers per pass (counted as
+      page faults), which the operating system maps in again at every pass, where a block's buffers are
+      reused by the next block and stay in cache (1.3-1.45x the reference's inference against 1.05x before,
+      ``benchmarks/RESULTS.md``).
     - CPU training runs one layer at a time, with the dropout between layers drawn by ``dense_dropout`` (a
       third of ``F.dropout``'s cost at p = 0.57 on these (45, 1 024, 256) outputs). Each layer is
       ``lstm_layer`` (same arithmetic, hand-written backward pass): ``nn.LSTM``'s training kernel takes its
@@ -34,9 +35,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cropcore.memory import freed_memory_kept
 from cropcore.models.base import TimeSeriesClassifier
 from cropcore.models.dropout import dense_dropout
-from cropcore.memory import freed_memory_kept
 from cropcore.models.lstm_layer import Workspace, lstm_layer
 
 
@@ -89,7 +90,7 @@ class LSTM(TimeSeriesClassifier):
         self._workspace = Workspace()
 
     def train(self, mode: bool = True) -> LSTM:
-        if not mode:  # the training buffers (about 1 GB at batch 1 024) are not needed until training resumes
+        if not mode:  # the training buffers (about 1.5 GB at batch 1 024) are not needed until training resumes
             self._workspace.clear()
         return super().train(mode)
 

@@ -60,7 +60,8 @@ class Workspace:
         return {"_free": {}}
 
 
-def lstm_layer(x: torch.Tensor, weights: list[torch.Tensor], workspace: Workspace) -> tuple[torch.Tensor, torch.Tensor]:
+def lstm_layer(x: torch.Tensor, weights: list[torch.Tensor],
+               workspace: Workspace) -> tuple[torch.Tensor, torch.Tensor]:
     """x (steps, batch, input) -> outputs (steps, batch, directions * hidden), final cells (directions, batch,
     hidden). ``weights``: ``weight_ih``, ``weight_hh`` per direction (forward, then reverse), gate rows
     ordered (input, forget, cell, output) as in ``nn.LSTM``.
@@ -89,7 +90,8 @@ class _Layer(torch.autograd.Function):
     i, f, g, o the activated gates, c the cell state, h the output, e the gradient reaching c."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, workspace: Workspace, *weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(ctx, x: torch.Tensor, workspace: Workspace,
+                *weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         steps, batch, _ = x.shape
         directions, hidden = len(weights) // 2, weights[1].shape[1]
         gates = workspace.take("gates", (directions, steps, batch, 4 * hidden), x)
@@ -125,7 +127,8 @@ class _Layer(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_outputs: torch.Tensor | None, grad_final: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
+    def backward(ctx, grad_outputs: torch.Tensor | None,
+                 grad_final: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
         if ctx.buffers is None:
             raise RuntimeError("the CPU training LSTM layer supports one backward pass per forward pass "
                                "(its buffers go to the next step); retain_graph is not supported")
