@@ -26,7 +26,7 @@ Fixes and changes against the reference:
       the model is switched to eval mode. Where the process keeps freed memory itself (the ``cropcore``
       commands, ``cropcore.memory``) the fused kernel is used instead: without the page faults its
       arithmetic is about 13 % faster. Training ran 1.1x the reference's speed with the fused kernel in a
-      default process, about 1.4x with ``lstm_layer`` (``benchmarks/RESULTS.md``).
+      default process, 1.4-1.6x with ``lstm_layer`` (``benchmarks/RESULTS.md``).
 """
 
 from __future__ import annotations
