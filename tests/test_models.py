@@ -374,6 +374,17 @@ def test_lstm_layer_equals_torch_lstm(bidirectional: bool, steps: int, batch: in
         assert len(workspace) == 5  # gates, cells, tanh(cells), outputs, gate gradients: handed back, reused
 
 
+def test_lstm_layer_workspace_keeps_one_shape_per_buffer() -> None:
+    """Batches of other lengths or sizes replace the kept buffers instead of adding to them."""
+    from cropcore.models.lstm_layer import Workspace, lstm_layer
+
+    lstm, workspace = nn.LSTM(3, 2, bias=False, bidirectional=True), Workspace()
+    for steps, batch in ((5, 4), (9, 4), (9, 3), (9, 3)):
+        _, cells = lstm_layer(torch.rand(steps, batch, 3), list(lstm.parameters()), workspace)
+        cells.sum().backward()
+        assert len(workspace) == 5
+
+
 def test_lstm_layer_refuses_a_second_backward_pass() -> None:
     """Its buffers go to the next step after the backward pass, so a retained graph cannot be replayed."""
     from cropcore.models.lstm_layer import Workspace, lstm_layer

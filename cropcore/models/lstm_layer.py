@@ -34,7 +34,9 @@ class Workspace:
     """Buffers by name, shape and dtype, handed back after a backward pass and reused by the next step.
 
     A buffer taken and never handed back (a graph dropped without a backward pass) is simply freed; two
-    forward passes before one backward pass each get their own. Copies and pickles start empty.
+    forward passes before one backward pass each get their own. Only the shape handed back last is kept per
+    name, so batches of varying shapes (any sequence length works) do not pile up buffers. Copies and pickles
+    start empty.
     """
 
     def __init__(self) -> None:
@@ -45,7 +47,10 @@ class Workspace:
         return free.pop() if free else like.new_empty(shape)
 
     def give(self, name: str, tensor: torch.Tensor) -> None:
-        self._free.setdefault((name, tuple(tensor.shape), tensor.dtype), []).append(tensor)
+        key = (name, tuple(tensor.shape), tensor.dtype)
+        for stale in [other for other in self._free if other[0] == name and other != key]:
+            del self._free[stale]
+        self._free.setdefault(key, []).append(tensor)
 
     def clear(self) -> None:
         self._free.clear()
