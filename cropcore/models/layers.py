@@ -14,7 +14,8 @@ brings the wanted output steps back. All three steps are plain batched matrix pr
 kernel length: 7-tap kernels at 128 channels need about 2.4x fewer multiplications than directly, and
 InceptionTime's 41-tap kernels about 7x. Several kernels applied to one input share one transform
 (``multi_kernel_conv``). Same function to float rounding (about 1e-7 relative in float32, tested
-against direct convolution in float64).
+against direct convolution in float64). A strided convolution that stays direct runs on the CPU as a
+stride-1 one over groups of consecutive steps (``_grouped_steps_conv``), which oneDNN computes much faster.
 
 In eval mode the networks fold each batch normalisation into the weights of the convolution before it
 (a per-channel scale and shift): one pass over the activations less per layer, same function, and the
