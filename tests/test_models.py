@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from cropcore import models
+from cropcore.models.lstm_layer import Workspace, lstm_layer
 
 INPUT_DIM, NUM_CLASSES, SEQUENCE_LENGTH = 13, 9, 45
 #: Nets whose layers accept another length than the one they were built for (no length-sized weights).
@@ -307,8 +308,7 @@ def test_cpu_inference_blocks_give_the_whole_batch_result(monkeypatch: pytest.Mo
 
 
 def _fused_lstm_classify(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The LSTM classifier through one ``nn.LSTM`` call (oneDNN), its dropout switched off."""
-    model.lstm.dropout = 0.0
+    """The LSTM classifier through one ``nn.LSTM`` call (oneDNN)."""
     _, (_, cell) = model.lstm(model.inlayernorm(x))
     states = cell.transpose(0, 1).reshape(x.shape[0], -1)
     return torch.log_softmax(model.linear_class(model.clayernorm(states)), dim=-1)
@@ -335,6 +335,7 @@ def test_lstm_training_layer_by_layer_equals_nn_lstm(monkeypatch: pytest.MonkeyP
     assert (len(model._workspace) > 0) != memory_kept  # hand-written layers keep buffers for the next step
     layered_grads = {key: p.grad.clone() for key, p in model.named_parameters()}
     model.zero_grad()
+    monkeypatch.setattr(model.lstm, "dropout", 0.0)
     fused = _fused_lstm_classify(model, x)
     torch.nn.functional.nll_loss(fused, y).backward()
     torch.testing.assert_close(layered, fused, atol=1e-6, rtol=0)
@@ -350,8 +351,6 @@ def test_lstm_layer_equals_torch_lstm(bidirectional: bool, steps: int, batch: in
     """The hand-written layer against ``torch.lstm`` in float64: outputs, final cells and every gradient, with
     and without a gradient on the outputs (the last layer's are unused), twice on one workspace (the second
     call reuses the first call's buffers)."""
-    from cropcore.models.lstm_layer import Workspace, lstm_layer
-
     torch.manual_seed(steps * 10 + batch)
     lstm = nn.LSTM(5, 4, bias=False, bidirectional=bidirectional).double()
     weights = list(lstm.parameters())
@@ -376,8 +375,6 @@ def test_lstm_layer_equals_torch_lstm(bidirectional: bool, steps: int, batch: in
 
 def test_lstm_layer_workspace_keeps_one_shape_per_buffer() -> None:
     """Batches of other lengths or sizes replace the kept buffers instead of adding to them."""
-    from cropcore.models.lstm_layer import Workspace, lstm_layer
-
     lstm, workspace = nn.LSTM(3, 2, bias=False, bidirectional=True), Workspace()
     for steps, batch in ((5, 4), (9, 4), (9, 3), (9, 3)):
         _, cells = lstm_layer(torch.rand(steps, batch, 3), list(lstm.parameters()), workspace)
@@ -387,8 +384,6 @@ def test_lstm_layer_workspace_keeps_one_shape_per_buffer() -> None:
 
 def test_lstm_layer_refuses_a_second_backward_pass() -> None:
     """Its buffers go to the next step after the backward pass, so a retained graph cannot be replayed."""
-    from cropcore.models.lstm_layer import Workspace, lstm_layer
-
     lstm = nn.LSTM(3, 2, bias=False)
     _, cells = lstm_layer(torch.rand(4, 2, 3), list(lstm.parameters()), Workspace())
     cells.sum().backward(retain_graph=True)

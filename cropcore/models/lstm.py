@@ -116,7 +116,7 @@ class LSTM(TimeSeriesClassifier):
         lstm = self.lstm
         suffixes = ("", "_reverse")[: 2 if lstm.bidirectional else 1]
         fused = freed_memory_kept()
-        zeros = x.new_zeros(len(suffixes), x.shape[0], lstm.hidden_size)
+        zeros = x.new_zeros(len(suffixes), x.shape[0], lstm.hidden_size) if fused else None  # initial states
         x = x.transpose(0, 1).contiguous()  # time-major: each step's rows are contiguous
         cells = []
         for layer in range(lstm.num_layers):
