@@ -235,6 +235,40 @@ def test_msresnet_inference_stem_equals_the_stretched_convolution(steps: int, ba
         torch.testing.assert_close(model(x), output_with_autograd.detach(), atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("batch", [1, 7])
+def test_msresnet_blocked_inference_equals_the_dense_path(batch: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CPU float32 inference without autograd keeps the branches in oneDNN's blocked layout, where the
+    shortcuts of the 5- and 7-tap branches are shortened by a dilated zero tap instead of cut: same output
+    as the (batch, channels, time) path, with every batch norm away from the identity."""
+    torch.manual_seed(0)
+    model = models.build("MSResNet", input_dim=INPUT_DIM, num_classes=NUM_CLASSES, sequence_length=SEQUENCE_LENGTH)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm1d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.3, 3.0)
+                module.weight.uniform_(-1.5, 1.5)
+                module.bias.uniform_(-0.5, 0.5)
+    model.eval()
+    x = torch.rand(batch, SEQUENCE_LENGTH, INPUT_DIM)
+    blocked_calls: list[int] = []
+    branch_blocked = model._branch_blocked
+    monkeypatch.setattr(model, "_branch_blocked", lambda h, k: blocked_calls.append(k) or branch_blocked(h, k))
+    dense = model(x).detach()  # autograd on: the dense path
+    assert not blocked_calls
+    with torch.no_grad():
+        blocked = model(x)
+        assert blocked_calls == [3, 5, 7]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            model(x)
+        with monkeypatch.context() as switched_off:
+            switched_off.setattr(torch.backends.mkldnn, "enabled", False)
+            model(x)
+        model.double()(x.double())
+    assert blocked_calls == [3, 5, 7]  # neither under autocast, nor with oneDNN switched off, nor in float64
+    torch.testing.assert_close(blocked, dense, atol=1e-5, rtol=0)
+
+
 @pytest.mark.parametrize("steps", [45, 12, 85, 86])
 @pytest.mark.parametrize("batch", [1, 7, 70])
 @pytest.mark.parametrize("momentum", [0.1, None])

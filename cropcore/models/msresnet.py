@@ -23,8 +23,15 @@ Differences from the reference (same function where it works):
     channels_last kernels, or the frequency domain where that saves work), which the stem's table gives
     without a transpose; there each stride-2 convolution is a stride-1 one over pairs of steps, which oneDNN
     runs far closer to its peak (training steps 583 against 679 ms).
-  - Inference keeps PyTorch's (batch, channels, time) layout, measured faster there, with every batch norm
-    folded into the convolution before it.
+  - CPU inference (eval mode, float32, no autograd) keeps the branches in oneDNN's own blocked layout from
+    the stem to the pooling (``_ResidualBlock.forward_blocked``). ``F.conv1d`` on (batch, channels, time)
+    tensors converts every input into that layout and every output back, and at 32-64 channels those
+    conversions took about as long as the convolutions themselves. Kept in it, the convolutions run at
+    145-197 GFLOP/s, and a batch of 1 024 takes 139-147 ms instead of 162-177 ms on 2 cores
+    (``benchmarks/RESULTS.md``). Every batch norm is folded into the convolution before it, and the ReLU
+    after a block's first convolution is fused into it.
+  - Elsewhere (CUDA, float64, autocast, autograd) inference keeps PyTorch's (batch, channels, time) layout,
+    with the batch norms folded likewise.
 """
 
 from __future__ import annotations
@@ -42,6 +49,10 @@ from cropcore.models.msresnet_stem import (
 
 KERNEL_SIZES = (3, 5, 7)
 """The branches' kernel sizes."""
+
+_ONEDNN_CONV = getattr(torch.ops.mkldnn, "_convolution_pointwise", None)
+"""oneDNN's convolution with a fused activation, on tensors in oneDNN's blocked layout (None where PyTorch
+was built without it)."""
 
 
 def _conv_bn(x: torch.Tensor, conv: nn.Conv1d, bn: nn.BatchNorm1d, *, relu: bool = False) -> torch.Tensor:
@@ -64,6 +75,26 @@ def _conv_bn_time_major(x: torch.Tensor, conv: nn.Conv1d, bn: nn.BatchNorm1d, *,
     that saves work)."""
     y = time_conv(x, conv.weight, conv.bias, stride=conv.stride[0], padding=conv.padding[0])
     return batch_norm_last(y, bn, relu=relu)
+
+
+def _blocked_conv_bn(
+    x: torch.Tensor, conv: nn.Conv1d, bn: nn.BatchNorm1d, *, relu: bool = False, out_steps: int | None = None
+) -> torch.Tensor:
+    """bn(conv(x)) (then ReLU) in eval mode, for x a oneDNN tensor (batch, channels, 1, time); the result
+    stays in oneDNN's layout. ``out_steps``: for a 1x1 kernel, keep only the first ``out_steps`` outputs.
+
+    A oneDNN tensor cannot be sliced, so a shortcut that the reference cuts at its end is computed short
+    instead: a second, zero tap, dilated to fall on the last step the shortcut may read, shortens the
+    output to exactly ``out_steps``.
+    """
+    weight, bias = fold_batch_norm(conv.weight, conv.bias, bn)
+    stride, padding, dilation = conv.stride[0], conv.padding[0], 1
+    if out_steps is not None and out_steps != (x.shape[-1] + 2 * padding - 1) // stride + 1:
+        dilation = x.shape[-1] + 2 * padding - 1 - stride * (out_steps - 1)
+        weight = F.pad(weight, (0, 1))
+    return _ONEDNN_CONV(
+        x, weight.unsqueeze(2), bias, [0, padding], [1, stride], [1, dilation], 1, "relu" if relu else "none", [], ""
+    )
 
 
 def _relu(x: torch.Tensor) -> torch.Tensor:
@@ -95,6 +126,13 @@ class _ResidualBlock(nn.Module):
         out = _conv_bn(_conv_bn(x, self.conv1, self.bn1, relu=True), self.conv2, self.bn2)
         residual = _conv_bn(x, self.downsample[0], self.downsample[1])[..., : out.shape[-1]]
         return _relu(out.add_(residual) if not torch.is_grad_enabled() else out + residual)
+
+    def forward_blocked(self, x: torch.Tensor) -> torch.Tensor:
+        """``forward`` in eval mode without autograd, for x a oneDNN tensor (batch, in_channels, 1, time) in
+        oneDNN's blocked layout, which the result keeps (``_blocked_conv_bn``)."""
+        out = _blocked_conv_bn(_blocked_conv_bn(x, self.conv1, self.bn1, relu=True), self.conv2, self.bn2)
+        shortcut = _blocked_conv_bn(x, self.downsample[0], self.downsample[1], out_steps=out.shape[-1])
+        return out.add_(shortcut).relu_()
 
     def forward_time_major(self, x: torch.Tensor, shortcut: torch.Tensor | None = None) -> torch.Tensor:
         """``forward`` for x (batch, time, in_channels) -> (batch, shorter time, channels); ``shortcut``: the
@@ -169,9 +207,13 @@ class MSResNet(TimeSeriesClassifier):
             return training_stem(x, self.conv1.weight, bn)
         return self._stem(x).transpose(1, 2).contiguous()
 
+    def _blocks(self, kernel_size: int) -> list[_ResidualBlock]:
+        """The three residual blocks of one branch, in order."""
+        return [getattr(self, f"layer{kernel_size}x{kernel_size}_{stage}")[0] for stage in (1, 2, 3)]
+
     def _first_blocks(self) -> list[_ResidualBlock]:
         """The first residual block of each branch, in ``KERNEL_SIZES`` order."""
-        return [getattr(self, f"layer{kernel_size}x{kernel_size}_1")[0] for kernel_size in KERNEL_SIZES]
+        return [self._blocks(kernel_size)[0] for kernel_size in KERNEL_SIZES]
 
     def _first_shortcuts(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The three branches' first shortcuts, (batch, time, hidden) each: strided 1x1 convolutions of the same
@@ -182,18 +224,34 @@ class MSResNet(TimeSeriesClassifier):
         y = time_conv(x, weight, stride=downsamples[0][0].stride[0])
         return batch_norm_concat(y, [bn for _, bn in downsamples]).split(self.hidden_dims, dim=-1)
 
+    def _check_pooled_steps(self, steps: int, kernel_size: int) -> None:
+        """The branch's average pooling covers its last stage's steps exactly (the reference's fixed sizes)."""
+        pool_size = getattr(self, f"maxpool{kernel_size}").kernel_size[0]
+        if steps != pool_size:
+            raise RuntimeError(f"MSResNet branch {kernel_size} ends with {steps} steps, expected {pool_size}")
+
     def _branch(self, x: torch.Tensor, kernel_size: int, shortcut: torch.Tensor | None = None) -> torch.Tensor:
         """One branch: three residual stages, then the mean over the remaining steps (batch, channels).
         With ``shortcut`` (its first stage's, from ``_first_shortcuts``), x is time-major."""
         time_major = shortcut is not None
-        for stage in (1, 2, 3):
-            block = getattr(self, f"layer{kernel_size}x{kernel_size}_{stage}")[0]
+        for stage, block in enumerate(self._blocks(kernel_size), start=1):
             x = block.forward_time_major(x, shortcut if stage == 1 else None) if time_major else block(x)
-        steps = x.shape[1] if time_major else x.shape[-1]
-        pool_size = getattr(self, f"maxpool{kernel_size}").kernel_size[0]
-        if steps != pool_size:
-            raise RuntimeError(f"MSResNet branch {kernel_size} ends with {steps} steps, expected {pool_size}")
+        self._check_pooled_steps(x.shape[1] if time_major else x.shape[-1], kernel_size)
         return x.mean(dim=1 if time_major else -1)
+
+    def _branch_blocked(self, x: torch.Tensor, kernel_size: int) -> torch.Tensor:
+        """``_branch`` for CPU inference on a oneDNN tensor (batch, hidden, 1, time): (batch, channels), dense."""
+        for block in self._blocks(kernel_size):
+            x = block.forward_blocked(x)
+        self._check_pooled_steps(x.shape[-1], kernel_size)
+        return F.adaptive_avg_pool2d(x, 1).to_dense().flatten(1)
+
+    def _blocked_inference(self, x: torch.Tensor) -> bool:
+        """Whether inference runs in oneDNN's blocked layout: eval mode on the CPU in float32, no autograd."""
+        return (not self.training and not torch.is_grad_enabled() and x.device.type == "cpu"
+                and x.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
+                and _ONEDNN_CONV is not None and torch.backends.mkldnn.is_available()
+                and torch.backends.mkldnn.enabled)
 
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         """x: (batch, time, bands) -> (batch, num_classes) log-probabilities."""
@@ -201,6 +259,9 @@ class MSResNet(TimeSeriesClassifier):
             x = self._stem_time_major(x)
             shortcuts = self._first_shortcuts(x)
             branches = [self._branch(x, k, shortcut) for k, shortcut in zip(KERNEL_SIZES, shortcuts)]
+        elif self._blocked_inference(x):
+            x = self._stem(x).unsqueeze(2).to_mkldnn()
+            branches = [self._branch_blocked(x, k) for k in KERNEL_SIZES]
         else:
             x = self._stem(x)
             branches = [self._branch(x, k) for k in KERNEL_SIZES]
