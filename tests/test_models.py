@@ -185,6 +185,16 @@ def test_model_benchmark_runs_side_by_side(capsys: pytest.CaptureFixture[str]) -
     assert "| 245,321 | 1,161 |" in row  # ours built like the reference's 3 x 128, whose lists hold the rest
 
 
+def _move_off_identity(bn: nn.BatchNorm1d, scales: tuple[float, float] = (-1.5, 1.5)) -> None:
+    """Random running statistics, scales in ``scales`` and shifts for an eval-mode batch norm, so that folding
+    it into the layer before it is exercised."""
+    with torch.no_grad():
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.3, 3.0)
+        bn.weight.uniform_(*scales)
+        bn.bias.uniform_(-0.5, 0.5)
+
+
 @pytest.mark.parametrize("use_layernorm", [True, False])
 @pytest.mark.parametrize("batch", [1, 7])
 def test_starrnn_inference_wavefront_equals_autograd_path(use_layernorm: bool, batch: int) -> None:
@@ -192,12 +202,8 @@ def test_starrnn_inference_wavefront_equals_autograd_path(use_layernorm: bool, b
     torch.manual_seed(0)
     model = models.build("StarRNN", input_dim=INPUT_DIM, num_classes=NUM_CLASSES, sequence_length=SEQUENCE_LENGTH,
                          hidden_dims=24, num_layers=3, use_layernorm=use_layernorm)
-    with torch.no_grad():  # batch norms away from the identity, so that folding them is exercised
-        for layer in model.block:
-            layer.bn_layer.running_mean.uniform_(-0.5, 0.5)
-            layer.bn_layer.running_var.uniform_(0.3, 3.0)
-            layer.bn_layer.weight.uniform_(0.5, 1.5)
-            layer.bn_layer.bias.uniform_(-0.5, 0.5)
+    for layer in model.block:
+        _move_off_identity(layer.bn_layer, scales=(0.5, 1.5))
     model.eval()
     x = torch.rand(batch, 30, INPUT_DIM)
     with_autograd = model(x)
@@ -219,13 +225,9 @@ def test_msresnet_inference_stem_equals_the_stretched_convolution(steps: int, ba
     assert (pool_rows(steps) is None) == (steps == 86)
     torch.manual_seed(0)
     model = models.build("MSResNet", input_dim=INPUT_DIM, num_classes=NUM_CLASSES, sequence_length=steps)
-    # A batch norm away from the identity, negative scales included (applied after the max pooling instead of
-    # before it, they would turn its maxima into minima).
-    with torch.no_grad():
-        model.bn1.running_mean.uniform_(-0.5, 0.5)
-        model.bn1.running_var.uniform_(0.3, 3.0)
-        model.bn1.weight.uniform_(-1.5, 1.5)
-        model.bn1.bias.uniform_(-0.5, 0.5)
+    # Negative scales included: applied after the max pooling instead of before it, they would turn its maxima
+    # into minima.
+    _move_off_identity(model.bn1)
     model.eval()
     x = torch.rand(batch, steps, INPUT_DIM)
     stem_with_autograd, output_with_autograd = model._stem(x), model(x)
@@ -242,13 +244,9 @@ def test_msresnet_blocked_inference_equals_the_dense_path(batch: int, monkeypatc
     as the (batch, channels, time) path, with every batch norm away from the identity."""
     torch.manual_seed(0)
     model = models.build("MSResNet", input_dim=INPUT_DIM, num_classes=NUM_CLASSES, sequence_length=SEQUENCE_LENGTH)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.BatchNorm1d):
-                module.running_mean.uniform_(-0.5, 0.5)
-                module.running_var.uniform_(0.3, 3.0)
-                module.weight.uniform_(-1.5, 1.5)
-                module.bias.uniform_(-0.5, 0.5)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm1d):
+            _move_off_identity(module)
     model.eval()
     x = torch.rand(batch, SEQUENCE_LENGTH, INPUT_DIM)
     blocked_calls: list[int] = []

@@ -54,7 +54,7 @@ def time_conv(
         (batch, out_time, out_channels), contiguous.
     """
     left, right = (padding, padding) if isinstance(padding, int) else padding
-    out_steps = _output_steps(x.shape[1], weight.shape[-1], left, right, stride)
+    out_steps = output_steps(x.shape[1], weight.shape[-1], left, right, stride)
     if out_steps < 1:  # what F.conv1d refuses too
         raise ValueError(
             f"a {weight.shape[-1]}-tap kernel is longer than the padded series ({x.shape[1] + left + right} steps)"
@@ -92,7 +92,7 @@ def _grouped_steps_conv(
     """
     batch, steps, channels = x.shape
     out_channels, _, taps = weight.shape
-    out_steps = _output_steps(steps, taps, left, right, stride)
+    out_steps = output_steps(steps, taps, left, right, stride)
     first, last = -left // stride, (taps - 1 - left) // stride  # the groups a window reaches, relative to g
     grouped_taps = last - first + 1
     lead = -left % stride  # zero taps before tap 0 inside the first group
@@ -132,13 +132,13 @@ def _use_spectral(x: torch.Tensor, weight: torch.Tensor, left: int, right: int, 
         return False
     steps = x.shape[1]
     out_channels, in_channels, taps = weight.shape
-    out_steps = _output_steps(steps, taps, left, right, stride)
+    out_steps = output_steps(steps, taps, left, right, stride)
     gain = spectral_gain(steps, out_steps, _circle_points(steps, left, right), taps, in_channels, out_channels)
     training = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
     return gain >= SPECTRAL_MIN_GAIN["training" if training else "inference"]
 
 
-def _output_steps(steps: int, taps: int, left: int, right: int, stride: int) -> int:
+def output_steps(steps: int, taps: int, left: int, right: int, stride: int) -> int:
     """Output length of a convolution over ``steps`` padded by (left, right), as ``F.conv1d`` computes it."""
     return (steps + left + right - taps) // stride + 1
 
@@ -241,7 +241,7 @@ def _spectral_conv(
     """
     steps = x.shape[1]
     out_channels, in_channels, taps = weight.shape
-    out_steps = _output_steps(steps, taps, left, right, stride)
+    out_steps = output_steps(steps, taps, left, right, stride)
     n = _circle_points(steps, left, right)
     forward, inverse, phases = _fourier_tables(steps, out_steps, n, taps, left, stride, x.dtype, x.device)
     blocks = torch.einsum("oik,fjk->fjio", weight, phases)  # (slots, 4 blocks, in, out)

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cropcore.models.base import TimeSeriesClassifier
-from cropcore.models.layers import batch_norm_concat, batch_norm_last, fold_batch_norm, time_conv
+from cropcore.models.layers import batch_norm_concat, batch_norm_last, fold_batch_norm, output_steps, time_conv
 from cropcore.models.msresnet_stem import (
     RESAMPLED_LENGTH, STEM_KERNEL, STEM_PADDING, STEM_STRIDE, inference_stem, pool_rows, resample_index,
     training_stem,
@@ -88,9 +88,9 @@ def _blocked_conv_bn(
     output to exactly ``out_steps``.
     """
     weight, bias = fold_batch_norm(conv.weight, conv.bias, bn)
-    stride, padding, dilation = conv.stride[0], conv.padding[0], 1
-    if out_steps is not None and out_steps != (x.shape[-1] + 2 * padding - 1) // stride + 1:
-        dilation = x.shape[-1] + 2 * padding - 1 - stride * (out_steps - 1)
+    steps, stride, padding, dilation = x.shape[-1], conv.stride[0], conv.padding[0], 1
+    if out_steps is not None and out_steps != output_steps(steps, 1, padding, padding, stride):
+        dilation = steps + 2 * padding - 1 - stride * (out_steps - 1)
         weight = F.pad(weight, (0, 1))
     return _ONEDNN_CONV(
         x, weight.unsqueeze(2), bias, [0, padding], [1, stride], [1, dilation], 1, "relu" if relu else "none", [], ""
