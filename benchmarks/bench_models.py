@@ -164,6 +164,11 @@ def bench_one(name: str, x: torch.Tensor, y: torch.Tensor, repeats: int, batch: 
             runner.infer_times.append(runner.infer())
     row: dict[str, object] = {"model": name, "params_ours": count(ours),
                               "params_reference": count(runners["reference"].model)}
+    reference = runners["reference"]
+    for kind in ("train", "infer"):  # each round's ratio, from timings taken side by side in that round
+        ratios = [theirs / mine for mine, theirs in zip(getattr(runners["ours"], f"{kind}_times"),
+                                                          getattr(reference, f"{kind}_times"))]
+        row[f"{kind}_round_ratios"] = ratios
     for key, runner in runners.items():
         row[f"train_{key}"] = batch / statistics.median(runner.train_times)
         row[f"infer_{key}"] = batch / statistics.median(runner.infer_times)
@@ -180,9 +185,10 @@ def _line(row: dict[str, object]) -> str:
 
 def markdown(rows: list[dict[str, object]], repeats: int, batch: int, bf16: bool) -> str:
     header = ["model", "params ours", "params ref", "train ours", "train ref", "train ×", "infer ours",
-              "infer ref", "infer ×", "CPU-time × (train/infer)", "target (train/infer)", "met"]
+              "infer ref", "infer ×", "CPU-time × (train/infer)", "rounds' × quartiles (train; infer)",
+              "target (train/infer)", "met"]
     if bf16:
-        header[10:10] = ["train ours bf16", "infer ours bf16"]
+        header[11:11] = ["train ours bf16", "infer ours bf16"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         name = str(row["model"])
@@ -195,11 +201,21 @@ def markdown(rows: list[dict[str, object]], repeats: int, batch: int, bf16: bool
                  f"{row['infer_reference']:.0f}", f"{infer_ratio:.2f}",
                  f"{float(row['train_cpu_reference']) / float(row['train_cpu_ours']):.2f} / "
                  f"{float(row['infer_cpu_reference']) / float(row['infer_cpu_ours']):.2f}",
+                 f"{_quartiles(row['train_round_ratios'])}; {_quartiles(row['infer_round_ratios'])}",
                  f"{target[0]}× / {target[1]}×", met]
         if bf16:
-            cells[10:10] = [f"{row['train_ours bf16']:.0f}", f"{row['infer_ours bf16']:.0f}"]
+            cells[11:11] = [f"{row['train_ours bf16']:.0f}", f"{row['infer_ours bf16']:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _quartiles(ratios: object) -> str:
+    """First and third quartiles of the rounds' ratios: how far the same code moves between rounds."""
+    values = list(ratios)  # type: ignore[call-overload]
+    if len(values) < 2:
+        return "–"
+    first, _, third = statistics.quantiles(values, n=4, method="inclusive")
+    return f"{first:.2f}–{third:.2f}"
 
 
 def machine() -> str:
@@ -330,7 +346,9 @@ def main(argv: list[str] | None = None) -> int:
         body = (f"{SECTION}\n\nParcels per second, batch {args.batch_size} of 45 × 13, CPU, "
                 f"`torch.set_num_threads({args.threads})`, median of {args.repeats} interleaved rounds "
                 f"(`python benchmarks/bench_models.py --write`). Machine: {machine()}; {stamp}. "
-                "Reference: `breizhcrops==0.0.4.1` models in the same configuration, timed in the same loop.\n\n"
+                "Reference: `breizhcrops==0.0.4.1` models in the same configuration, timed in the same loop. "
+                "The quartiles are those of each round's own ratio (ours and the reference timed in the same "
+                "round): how far the same code moves from round to round.\n\n"
                 f"{table}\n")
         write_section(SECTION, body)
     return 0

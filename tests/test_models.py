@@ -183,6 +183,8 @@ def test_model_benchmark_runs_side_by_side(capsys: pytest.CaptureFixture[str]) -
         torch.set_num_threads(threads)
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| InceptionTime"))
     assert "| 245,321 | 1,161 |" in row  # ours built like the reference's 3 x 128, whose lists hold the rest
+    assert "| –; – |" in row  # one round: no quartiles of the rounds' ratios
+    assert bench._quartiles([1.0, 5.0, 2.0, 4.0, 3.0]) == "2.00–4.00"
 
 
 def _move_off_identity(bn: nn.BatchNorm1d, scales: tuple[float, float] = (-1.5, 1.5)) -> None:

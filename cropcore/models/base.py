@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from cropcore.models.slices import sliced_inference
+
 
 class TimeSeriesClassifier(nn.Module):
     """Base class of the seven networks.
@@ -25,6 +27,11 @@ class TimeSeriesClassifier(nn.Module):
     #: (each parcel is computed independently in eval mode: same results). None: the whole batch at once.
     #: Set per network from measurements (``benchmarks/RESULTS.md``).
     inference_block: int | None = None
+
+    #: CPU inference (eval mode, no autograd, no autocast) runs the batch as one slice per thread, each slice
+    #: single-threaded and in blocks of ``inference_block`` (``cropcore.models.slices``): for networks whose
+    #: kernels scale poorly across threads. Set per network from measurements (``benchmarks/RESULTS.md``).
+    inference_slices: bool = False
 
     def __init__(self, input_dim: int, num_classes: int, sequence_length: int) -> None:
         super().__init__()
@@ -66,9 +73,15 @@ class TimeSeriesClassifier(nn.Module):
             )
         if self.band_permutation is not None:
             x = x.index_select(-1, self.band_permutation)
+        if x.device.type != "cpu" or self.training or torch.is_grad_enabled():
+            return self.classify(x)
+        if self.inference_slices and not torch.is_autocast_enabled("cpu"):
+            return sliced_inference(self._classify_in_blocks, x)
+        return self._classify_in_blocks(x)
+
+    def _classify_in_blocks(self, x: torch.Tensor) -> torch.Tensor:
         block = self.inference_block
-        if (block and x.shape[0] > block and x.device.type == "cpu"
-                and not (self.training or torch.is_grad_enabled())):
+        if block and x.shape[0] > block:
             return torch.cat([self.classify(part) for part in x.split(block)])
         return self.classify(x)
 

@@ -17,7 +17,9 @@ Fixes and changes against the reference:
       (``inference_block``): a whole batch of 1 024 takes 450-780 MB of fresh buffers per pass (counted as
       page faults), which the operating system maps in again at every pass, where a block's buffers are
       reused by the next block and stay in cache (1.3-1.45x the reference's inference against 1.05x before,
-      ``benchmarks/RESULTS.md``).
+      ``benchmarks/RESULTS.md``). With several threads the batch is first cut into one slice per thread, each
+      run single-threaded (``inference_slices``): oneDNN's LSTM scales poorly across threads at these sizes, and
+      two single-threaded halves take about 16 % less time than one two-threaded pass.
     - CPU training runs one layer at a time, with the dropout between layers drawn by ``dense_dropout`` (a
       third of ``F.dropout``'s cost at p = 0.57 on these (45, 1 024, 256) outputs). Each layer is
       ``lstm_layer`` (same arithmetic, hand-written backward pass): ``nn.LSTM``'s training kernel takes its
@@ -56,6 +58,7 @@ class LSTM(TimeSeriesClassifier):
     """
 
     inference_block = 128
+    inference_slices = True  # oneDNN's LSTM: two single-threaded halves beat one two-threaded pass
 
     def __init__(
         self,

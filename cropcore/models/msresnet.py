@@ -29,7 +29,8 @@ Differences from the reference (same function where it works):
     conversions took about as long as the convolutions themselves. Kept in it, the convolutions run at
     145-197 GFLOP/s, and a batch of 1 024 takes 139-147 ms instead of 162-177 ms on 2 cores
     (``benchmarks/RESULTS.md``). Every batch norm is folded into the convolution before it, and the ReLU
-    after a block's first convolution is fused into it.
+    after a block's first convolution is fused into it. With several threads the batch runs as one
+    single-threaded slice per thread (``inference_slices``), 4-10 % faster than one pass on all threads.
   - Elsewhere (CUDA, float64, autocast, autograd) inference keeps PyTorch's (batch, channels, time) layout,
     with the batch norms folded likewise.
 """
@@ -155,6 +156,8 @@ class MSResNet(TimeSeriesClassifier):
         sequence_length: number of time steps (any: the series is resampled to 512 steps).
         hidden_dims: width of the first stage.
     """
+
+    inference_slices = True
 
     def __init__(self, input_dim: int, num_classes: int, sequence_length: int, hidden_dims: int = 32) -> None:
         super().__init__(input_dim, num_classes, sequence_length)
