@@ -19,7 +19,7 @@ Fixes and changes against the reference:
       reused by the next block and stay in cache (1.3-1.45x the reference's inference against 1.05x before,
       ``benchmarks/RESULTS.md``). With several threads the batch is first cut into one slice per thread, each
       run single-threaded (``inference_slices``): oneDNN's LSTM scales poorly across threads at these sizes, and
-      two single-threaded halves take about 16 % less time than one two-threaded pass.
+      two single-threaded halves took 12-25 % less time than one two-threaded pass (A/B runs).
     - CPU training runs one layer at a time, with the dropout between layers drawn by ``dense_dropout`` (a
       third of ``F.dropout``'s cost at p = 0.57 on these (45, 1 024, 256) outputs). Each layer is
       ``lstm_layer`` (same arithmetic, hand-written backward pass): ``nn.LSTM``'s training kernel takes its

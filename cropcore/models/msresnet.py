@@ -30,7 +30,7 @@ Differences from the reference (same function where it works):
     145-197 GFLOP/s, and a batch of 1 024 takes 139-147 ms instead of 162-177 ms on 2 cores
     (``benchmarks/RESULTS.md``). Every batch norm is folded into the convolution before it, and the ReLU
     after a block's first convolution is fused into it. With several threads the batch runs as one
-    single-threaded slice per thread (``inference_slices``), 4-10 % faster than one pass on all threads.
+    single-threaded slice per thread (``inference_slices``), 4-8 % faster than one pass on all threads.
   - Elsewhere (CUDA, float64, autocast, autograd) inference keeps PyTorch's (batch, channels, time) layout,
     with the batch norms folded likewise.
 """
