@@ -164,11 +164,10 @@ def bench_one(name: str, x: torch.Tensor, y: torch.Tensor, repeats: int, batch: 
             runner.infer_times.append(runner.infer())
     row: dict[str, object] = {"model": name, "params_ours": count(ours),
                               "params_reference": count(runners["reference"].model)}
-    reference = runners["reference"]
     for kind in ("train", "infer"):  # each round's ratio, from timings taken side by side in that round
         ratios = [theirs / mine for mine, theirs in zip(getattr(runners["ours"], f"{kind}_times"),
-                                                          getattr(reference, f"{kind}_times"))]
-        row[f"{kind}_round_ratios"] = ratios
+                                                          getattr(runners["reference"], f"{kind}_times"))]
+        row[f"{kind}_quartiles"] = _quartiles(ratios)
     for key, runner in runners.items():
         row[f"train_{key}"] = batch / statistics.median(runner.train_times)
         row[f"infer_{key}"] = batch / statistics.median(runner.infer_times)
@@ -201,7 +200,7 @@ def markdown(rows: list[dict[str, object]], repeats: int, batch: int, bf16: bool
                  f"{row['infer_reference']:.0f}", f"{infer_ratio:.2f}",
                  f"{float(row['train_cpu_reference']) / float(row['train_cpu_ours']):.2f} / "
                  f"{float(row['infer_cpu_reference']) / float(row['infer_cpu_ours']):.2f}",
-                 f"{_quartiles(row['train_round_ratios'])}; {_quartiles(row['infer_round_ratios'])}",
+                 f"{row['train_quartiles']}; {row['infer_quartiles']}",
                  f"{target[0]}× / {target[1]}×", met]
         if bf16:
             cells[11:11] = [f"{row['train_ours bf16']:.0f}", f"{row['infer_ours bf16']:.0f}"]
@@ -209,12 +208,11 @@ def markdown(rows: list[dict[str, object]], repeats: int, batch: int, bf16: bool
     return "\n".join(lines)
 
 
-def _quartiles(ratios: object) -> str:
+def _quartiles(ratios: list[float]) -> str:
     """First and third quartiles of the rounds' ratios: how far the same code moves between rounds."""
-    values = list(ratios)  # type: ignore[call-overload]
-    if len(values) < 2:
+    if len(ratios) < 2:
         return "–"
-    first, _, third = statistics.quantiles(values, n=4, method="inclusive")
+    first, _, third = statistics.quantiles(ratios, n=4, method="inclusive")
     return f"{first:.2f}–{third:.2f}"
 
 

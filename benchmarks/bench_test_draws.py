@@ -30,9 +30,8 @@ sys.path.insert(0, str(ROOT))
 
 from cropcore.constants import CLASSES  # noqa: E402
 from cropcore.evaluation.command import run_root  # noqa: E402
-from cropcore.evaluation.inference import open_regions, predict  # noqa: E402
+from cropcore.evaluation.inference import open_checkpoint, predict  # noqa: E402
 from cropcore.evaluation.metrics import confusion_matrix, summarize  # noqa: E402
-from cropcore.training import checkpoint  # noqa: E402
 from cropcore.training.loop import resolve_config, train  # noqa: E402
 
 SCORES = ("overall_accuracy", "average_accuracy", "weighted_f1", "kappa")
@@ -41,11 +40,8 @@ LABELS = {"overall_accuracy": "OA", "average_accuracy": "AA", "weighted_f1": "wF
 
 def draw_probabilities(run_dir: Path, draws: int, region: str) -> tuple[np.ndarray, list[np.ndarray]]:
     """True classes and the class probabilities of each single draw (seeds 0 .. draws - 1) of a region."""
-    path = run_dir / "checkpoint.pt"
-    payload = checkpoint.load_checkpoint(path)
-    network = checkpoint.model_from_checkpoint(path, payload)
-    (dataset,) = open_regions([region], root=run_root(run_dir), level=str(payload.get("level", "L1C")))
-    singles = [predict(network, [dataset], seed=seed) for seed in range(draws)]
+    network, datasets = open_checkpoint(run_dir / "checkpoint.pt", [region], root=run_root(run_dir))
+    singles = [predict(network, datasets, seed=seed) for seed in range(draws)]
     return singles[0].true, [single.probabilities.astype(np.float64) for single in singles]
 
 

@@ -191,9 +191,9 @@ def open_regions(regions: Sequence[str], *, root: str | Path | None, level: str)
     return [BreizhCrops(region, root=root, level=level) for region in regions]
 
 
-def score_checkpoint(path: Path, regions: Sequence[str], *, root: str | Path | None = None, level: str | None = None,
-                     seed: int = 0, draws: int = 1, device: str = "cpu") -> Predictions:
-    """Predictions of a cropcore checkpoint for every parcel of some regions.
+def open_checkpoint(path: Path, regions: Sequence[str], *, root: str | Path | None = None, level: str | None = None,
+                    device: str = "cpu") -> tuple[nn.Module, list]:
+    """A cropcore checkpoint's network (eval mode) and the regions to score it on, checked to fit each other.
 
     Raises:
         ValueError: the checkpoint's input dimension or class count does not fit the data (says which).
@@ -205,5 +205,11 @@ def score_checkpoint(path: Path, regions: Sequence[str], *, root: str | Path | N
     datasets = open_regions(regions, root=root, level=level)
     checkpoint.check_compatible(payload, input_dim=len(datasets[0].bands), num_classes=len(CLASSES),
                                 source=f"level {level}")
-    network = checkpoint.model_from_checkpoint(path, payload, device=device)
+    return checkpoint.model_from_checkpoint(path, payload, device=device), datasets
+
+
+def score_checkpoint(path: Path, regions: Sequence[str], *, root: str | Path | None = None, level: str | None = None,
+                     seed: int = 0, draws: int = 1, device: str = "cpu") -> Predictions:
+    """Predictions of a cropcore checkpoint for every parcel of some regions (``open_checkpoint``'s errors)."""
+    network, datasets = open_checkpoint(path, regions, root=root, level=level, device=device)
     return predict(network, datasets, seed=seed, draws=draws, device=device)
