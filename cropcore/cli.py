@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 #: command name -> (module path, one-line help)
@@ -44,8 +45,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run a command. Without ``argv`` it is the process's own command line (``cropcore``, ``python -m
-    cropcore``, ``torchrun -m cropcore``), and process-wide settings apply; callers that pass ``argv`` (tests,
-    notebooks, other programs) keep their process as it is."""
+    cropcore``, ``torchrun -m cropcore``), and process-wide settings apply (a torchrun worker ends through
+    ``distributed.exit_worker``); callers that pass ``argv`` (tests, notebooks, other programs) keep their
+    process as it is."""
     own_process = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
     command = next((arg for arg in argv if arg in COMMANDS), None)
@@ -54,6 +56,16 @@ def main(argv: list[str] | None = None) -> int:
         from cropcore.memory import keep_freed_memory
 
         keep_freed_memory()
+    code = _run(args)
+    if own_process and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from cropcore.training.distributed import exit_worker
+
+        exit_worker(code)
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The chosen command's exit status; expected failures print one line instead of a traceback."""
     module = importlib.import_module(COMMANDS[args.command][0])
     try:
         return int(module.run(args) or 0)

@@ -38,3 +38,18 @@ def test_two_processes_train_disjoint_shards_and_save_once(sim_root: Path, tmp_p
     assert runs.read_json(run_dir / "config.json")["world_size"] == 2
     table = pd.read_parquet(run_dir / "predictions.parquet")
     assert table["id"].is_unique and len(table) == len(BreizhCrops("frh04", root=sim_root))
+
+
+def test_a_torchrun_worker_exits_with_its_status_and_all_its_output(tmp_path: Path) -> None:
+    """Workers leave through ``distributed.exit_worker``, which skips the interpreter's shutdown: what they
+    printed must still arrive, and the status must be the command's."""
+    environment = {key: value for key, value in os.environ.items() if key != "PYTHONUNBUFFERED"}  # output buffered
+    environment.update(WORLD_SIZE="2", RANK="1")
+    command = [sys.executable, "-m", "cropcore", "demo", "--scale", "0.002", "--root", str(tmp_path / "demo")]
+    finished = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=120)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert finished.stdout.splitlines()[-1].startswith(f"wrote a simulated Brittany to {tmp_path / 'demo'}")
+
+    failed = subprocess.run([*command[:3], "evaluate", "--run", str(tmp_path / "missing")], env=environment,
+                            capture_output=True, text=True, timeout=120)
+    assert failed.returncode == 2 and "missing" in failed.stderr
