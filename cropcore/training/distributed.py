@@ -67,7 +67,7 @@ def exit_worker(code: int) -> NoReturn:
     DistributedDataParallel keeps the gloo process group and its worker threads alive after
     ``destroy_process_group``. A worker thread that frees a finished collective's tensors while the interpreter
     shuts down must take the GIL, and the process aborts ("terminate called without an active exception"):
-    in about one two-process ``cropcore train`` in a hundred, after every file was written, and torchrun then
+    in about one two-process ``cropcore train`` in 80, after every file was written, and torchrun then
     reported the run as failed. A barrier before leaving only moves the crash to the barrier's own work. By
     now the command has written and closed its files, so the worker flushes its output and leaves.
     """
