@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 
         keep_freed_memory()
     code = _run(args)
+    # torchrun's WORLD_SIZE, read as ``distributed.from_environment`` reads it, without importing torch here
     if own_process and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         from cropcore.training.distributed import exit_worker
 

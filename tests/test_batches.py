@@ -177,15 +177,11 @@ def test_cuda_batches_equal_cpu_batches(datasets: list[BreizhCrops], resident: b
 
 
 @pytest.mark.filterwarnings("ignore:The inplace keyword")
-def test_loading_benchmark_runs_on_a_tiny_fixture(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_loading_benchmark_runs_on_a_tiny_fixture(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                  benchmark_script) -> None:
     """benchmarks/bench_loading.py stays runnable (reference vs ours on 40 parcels, nothing written)."""
     pytest.importorskip("breizhcrops")
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_loading.py"
-    spec = importlib.util.spec_from_file_location("bench_loading", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = benchmark_script("bench_loading")
     assert bench.main(["--parcels", "40", "--runs", "1", "--no-write", "--root", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "| cropcore `Batches(batch_size=1024)`" in out and "reference `breizhcrops.BreizhCrops`" in out

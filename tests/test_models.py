@@ -166,16 +166,10 @@ def test_random_forest_follows_sklearn_conventions() -> None:
         forest.predict(features[:, :, :5])
 
 
-def test_model_benchmark_runs_side_by_side(capsys: pytest.CaptureFixture[str]) -> None:
+def test_model_benchmark_runs_side_by_side(capsys: pytest.CaptureFixture[str], benchmark_script) -> None:
     """benchmarks/bench_models.py stays runnable: ours and the reference timed in one loop (tiny batch)."""
     pytest.importorskip("breizhcrops")
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_models.py"
-    spec = importlib.util.spec_from_file_location("bench_models", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = benchmark_script("bench_models")
     threads = torch.get_num_threads()
     try:
         assert bench.main(["--models", "InceptionTime", "--repeats", "1", "--batch-size", "4", "--threads", "1"]) == 0

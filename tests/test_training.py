@@ -274,19 +274,9 @@ def test_terminated_run_is_cancelled_and_killed_run_reads_failed(sim_root: Path,
     assert status["state"] == "failed" and "stopped without finishing" in status["error"]
 
 
-def _bench_test_draws():
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_test_draws.py"
-    spec = importlib.util.spec_from_file_location("bench_test_draws", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_test_draws_report_groups_and_averages_draws() -> None:
+def test_test_draws_report_groups_and_averages_draws(benchmark_script) -> None:
     """benchmarks/bench_test_draws.py: single draws' spread, and groups of K draws averaged as --test-draws K."""
-    bench = _bench_test_draws()
+    bench = benchmark_script("bench_test_draws")
     true = np.array([0, 1, 2, 3])
     right = np.eye(9)[[0, 1, 2, 3]] * 0.6
     wrong = np.eye(9)[[0, 1, 2, 0]] * 0.9  # parcel 3 confidently class 0
@@ -296,8 +286,9 @@ def test_test_draws_report_groups_and_averages_draws() -> None:
     assert pair[1:4] == ["2", "1", "0.750"]  # averaged, the confident wrong draw wins parcel 3
 
 
-def test_test_draws_benchmark_runs(sim_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    bench = _bench_test_draws()
+def test_test_draws_benchmark_runs(sim_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                   benchmark_script) -> None:
+    bench = benchmark_script("bench_test_draws")
     assert bench.main(["--models", "TempCNN", "--root", str(sim_root), "--epochs", "1", "--batch-size", "64",
                        "--draws", "3", "--groups", "1", "3", "--out", str(tmp_path)]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| TempCNN |")]
