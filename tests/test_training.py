@@ -58,7 +58,7 @@ def test_run_folder_follows_the_contract(finished_run: Path) -> None:
     log = pd.read_csv(finished_run / "log.csv")
     assert list(log.columns) == list(runs.LOG_COLUMNS) and log["epoch"].tolist() == [1, 2]
     metrics = runs.read_json(finished_run / "metrics.json")
-    assert metrics["epoch"] == 2 and set(metrics["regions"]) == {"frh04"}
+    assert metrics["epoch"] == 2 and set(metrics["regions"]) == {"frh04"} and metrics["simulated"] is True
     report = metrics["regions"]["frh04"]
     expected = {"overall_accuracy", "average_accuracy", "weighted_f1", "kappa", "macro_f1", "per_class", "confusion"}
     assert expected <= set(report)
@@ -138,10 +138,12 @@ def test_test_draws_are_seeded_and_averaged(finished_run: Path, sim_root: Path) 
     assert np.allclose(three.probabilities, averaged, atol=1e-6)
 
 
-def test_random_forest_through_the_same_command(sim_root: Path, tmp_path: Path) -> None:
+def test_random_forest_through_the_same_command(sim_root: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["train", "--model", "RandomForest", "--mode", "evaluation4", "--root", str(sim_root), "--out",
                  str(tmp_path), "--hparam", "n_estimators=10", "--run-name", "rf", "--save-forest"])
     assert code == 0
+    assert "scores on SIMULATED data" in capsys.readouterr().out
     run_dir = tmp_path / "rf"
     assert runs.read_status(run_dir)["state"] == "done" and not (run_dir / "checkpoint.pt").exists()
     table = pd.read_parquet(run_dir / "predictions.parquet")
@@ -150,6 +152,7 @@ def test_random_forest_through_the_same_command(sim_root: Path, tmp_path: Path) 
     assert runs.read_json(run_dir / "metrics.json")["regions"]["frh01"]["parcels"] == len(table)
     # the saved forest predicts the same parcels again, through `cropcore predict`
     assert main(["predict", "--run", str(run_dir), "--region", "frh01", "--out", str(tmp_path / "rf.parquet")]) == 0
+    assert "frh01 (SIMULATED data" in capsys.readouterr().out
     again = pd.read_parquet(tmp_path / "rf.parquet")
     assert (again["predicted"].to_numpy() == table["predicted"].to_numpy()).all()
 
@@ -179,6 +182,32 @@ def test_evaluate_cli(finished_run: Path, sim_root: Path, tmp_path: Path, capsys
     again = json.loads((tmp_path / "again.json").read_text())["regions"]["frh04"]
     assert again["overall_accuracy"] == pytest.approx(stored["overall_accuracy"])
     assert again["confusion"] == stored["confusion"]
+
+
+def test_evaluate_names_the_data_simulated_or_real(finished_run: Path, sim_root: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    checkpoint = str(finished_run / "checkpoint.pt")
+    assert main(["evaluate", "--run", str(finished_run), "--json", str(tmp_path / "run.json")]) == 0
+    assert "on SIMULATED data" in capsys.readouterr().out
+    assert json.loads((tmp_path / "run.json").read_text())["simulated"] is True
+    # a root without the simulator's marker is real data: the same files, linked into another root
+    real = tmp_path / "real"
+    real.mkdir()
+    for entry in sim_root.iterdir():
+        if entry.name != "SIMULATED.json":
+            (real / entry.name).symlink_to(entry)
+    assert main(["evaluate", "--checkpoint", checkpoint, "--region", "frh04", "--root", str(real), "--json",
+                 str(tmp_path / "real.json")]) == 0
+    assert "on real data" in capsys.readouterr().out
+    assert json.loads((tmp_path / "real.json").read_text())["simulated"] is False
+    # a run's scores are labelled by what its config.json recorded at training time
+    copy = tmp_path / "copied-run"
+    copy.mkdir()
+    for name in ("config.json", "metrics.json", "predictions.parquet"):
+        (copy / name).write_bytes((finished_run / name).read_bytes())
+    runs.write_json(copy / "config.json", {**runs.read_json(copy / "config.json"), "simulated": False})
+    assert main(["evaluate", "--run", str(copy)]) == 0
+    assert "on real data" in capsys.readouterr().out
 
 
 def test_checkpoint_for_another_input_dimension_is_refused(finished_run: Path, sim_root: Path,

@@ -70,6 +70,11 @@ def is_simulated(root: Path) -> bool:
     return (Path(root) / SIMULATED_MARKER).exists()
 
 
+def data_label(simulated: bool) -> str:
+    """How the commands name the data beside their scores, so simulated numbers are never read as real ones."""
+    return "SIMULATED data, not the real BreizhCrops" if simulated else "real data"
+
+
 def simulation_marker(root: Path) -> dict | None:
     """The simulator's record of a root (scale, seed, version, counts); None when absent or unreadable."""
     try:

@@ -93,8 +93,8 @@ def preset_of(args: argparse.Namespace) -> Preset:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cropcore.data import demo_root
-    from cropcore.data.layout import SIMULATED_MARKER
+    from cropcore.data.layout import data_label, is_simulated
+    from cropcore.evaluation.inference import data_root
     from cropcore.training import protocol
     from cropcore.training.loop import NonFiniteLossError, resolve_config, train
 
@@ -104,14 +104,14 @@ def run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     models = model_names(args.models)
-    root = Path(args.root) if args.root else demo_root()
-    simulated = (root / SIMULATED_MARKER).is_file()
+    root = data_root(args.root)
+    simulated = is_simulated(root)
     regions = [table2.TOP_REGION] if args.folds == "top" else [table2.TOP_REGION, "frh01", "frh02"]
     args.out.mkdir(parents=True, exist_ok=True)
     scores: dict[str, dict[str, dict[str, float]]] = {model: {} for model in models}
     timings: list[dict[str, Any]] = []
     began = time.perf_counter()
-    print(f"benchmark {args.level} on {root} ({'SIMULATED data' if simulated else 'real data'}); {preset.description}",
+    print(f"benchmark {args.level} on {root} ({data_label(simulated)}); {preset.description}",
           flush=True)
     for region in regions:
         mode = protocol.CROSS_EVALUATION[region]

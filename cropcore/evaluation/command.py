@@ -30,9 +30,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
-    """{"source", "regions": {region: report}} for the requested run or checkpoint."""
+    """{"source", "simulated", "test_draws", "seed", "regions": {region: report}} for the requested run or
+    checkpoint."""
     from cropcore.constants import check_region
-    from cropcore.evaluation.inference import Predictions, checkpoint_of_run, score_checkpoint
+    from cropcore.data import layout
+    from cropcore.evaluation.inference import Predictions, checkpoint_of_run, data_root, score_checkpoint
     from cropcore.training import runs
 
     regions = [check_region(region) for region in args.region]
@@ -43,34 +45,42 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         predictions = Predictions.from_frame(pd.read_parquet(path))
         stored = runs.read_json(args.run / runs.METRICS) if (args.run / runs.METRICS).is_file() else {}
         source, draws, seed = str(args.run), stored.get("test_draws"), stored.get("test_seed")
+        simulated = bool(run_config(args.run).get("simulated"))
     else:
         if not regions:
             raise ValueError("--checkpoint needs at least one --region (e.g. --region frh04)")
         path = checkpoint_of_run(args.run) if args.run is not None else args.checkpoint
-        root = args.root or (run_root(args.run) if args.run is not None else None)
+        root = data_root(args.root or (run_root(args.run) if args.run is not None else None))
         predictions = score_checkpoint(path, regions, root=root, level=args.level, seed=args.seed,
                                        draws=args.test_draws, device=args.device)
         source, draws, seed = str(path), args.test_draws, args.seed
+        simulated = layout.is_simulated(root)
     reports = {
         region: region_report(predictions.region(region).true, predictions.region(region).predicted)
         for region in dict.fromkeys(predictions.regions.tolist())
     }
-    return {"source": source, "test_draws": draws, "seed": seed, "regions": reports}
+    return {"source": source, "simulated": simulated, "test_draws": draws, "seed": seed, "regions": reports}
+
+
+def run_config(run_dir: Path) -> dict[str, Any]:
+    """A run's config.json ({} when it has none)."""
+    from cropcore.training import runs
+
+    config = run_dir / runs.CONFIG
+    return runs.read_json(config) if config.is_file() else {}
 
 
 def run_root(run_dir: Path) -> str | None:
     """The dataset root a run was trained on (its config.json), so re-scoring reads the same data."""
-    from cropcore.training import runs
-
-    config = run_dir / runs.CONFIG
-    return runs.read_json(config).get("root") if config.is_file() else None
+    return run_config(run_dir).get("root")
 
 
 def run(args: argparse.Namespace) -> int:
+    from cropcore.data.layout import data_label
     from cropcore.training import runs
 
     result = evaluate(args)
-    print(f"scores of {result['source']}")
+    print(f"scores of {result['source']} on {data_label(result['simulated'])}")
     for region, report in result["regions"].items():
         print(format_report(region, report))
     if args.json is not None:

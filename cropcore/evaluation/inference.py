@@ -183,12 +183,18 @@ def checkpoint_of_run(run_dir: Path) -> Path:
     raise FileNotFoundError(f"run {run_dir} has no {runs.BEST} or {runs.CHECKPOINT}")
 
 
+def data_root(root: str | Path | None) -> Path:
+    """The dataset root the commands read: the one given, else the simulated demo."""
+    from cropcore.data import demo_root
+
+    return Path(root) if root else demo_root()
+
+
 def open_regions(regions: Sequence[str], *, root: str | Path | None, level: str) -> list:
     """BreizhCrops datasets of some regions (root default: the demo)."""
-    from cropcore.data import BreizhCrops, demo_root
+    from cropcore.data import BreizhCrops
 
-    root = Path(root) if root else demo_root()
-    return [BreizhCrops(region, root=root, level=level) for region in regions]
+    return [BreizhCrops(region, root=data_root(root), level=level) for region in regions]
 
 
 def open_checkpoint(path: Path, regions: Sequence[str], *, root: str | Path | None = None, level: str | None = None,

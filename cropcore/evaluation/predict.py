@@ -30,6 +30,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def predictions_table(args: argparse.Namespace) -> pd.DataFrame:
     """The predictions table (run-folder columns) for the requested region."""
     from cropcore.constants import check_region
+    from cropcore.evaluation.command import run_config
     from cropcore.evaluation.inference import checkpoint_of_run, score_checkpoint
     from cropcore.training import runs
 
@@ -37,8 +38,7 @@ def predictions_table(args: argparse.Namespace) -> pd.DataFrame:
     if args.run is not None and (args.run / runs.FOREST).is_file():
         return _forest_table(args.run, region, args.root)
     if args.run is not None and not any((args.run / name).is_file() for name in (runs.BEST, runs.CHECKPOINT)):
-        config = runs.read_json(args.run / runs.CONFIG) if (args.run / runs.CONFIG).is_file() else {}
-        if config.get("model") == "RandomForest":
+        if run_config(args.run).get("model") == "RandomForest":
             raise ValueError(f"{args.run} did not keep its forest; train it again with --save-forest")
     path = checkpoint_of_run(args.run) if args.run is not None else args.checkpoint
     return score_checkpoint(path, [region], root=args.root, level=args.level, seed=args.seed,
@@ -74,27 +74,32 @@ def write(table: pd.DataFrame, out: Path, *, root: str | None, level: str | None
 
 
 def run(args: argparse.Namespace) -> int:
+    from cropcore.data.layout import data_label, is_simulated
+    from cropcore.evaluation.command import run_root
+    from cropcore.evaluation.inference import data_root
+
     if args.out.suffix.lower() not in SUFFIXES:
         raise ValueError(f"--out must end in {' or '.join(SUFFIXES)}, got {args.out.name!r}")
     if args.run is not None and args.root is None:
-        from cropcore.evaluation.command import run_root
-
         args.root = run_root(args.run)
     table = predictions_table(args)
     level = args.level
     if level is None and args.out.suffix == ".gpkg":
         level = _level_of(args)
     write(table, args.out, root=args.root, level=level, region=args.region.lower())
-    print(f"wrote {len(table)} parcels of {args.region.lower()} to {args.out}")
+    simulated = is_simulated(data_root(args.root))
+    print(f"wrote {len(table)} parcels of {args.region.lower()} ({data_label(simulated)}) to {args.out}")
     return 0
 
 
 def _level_of(args: argparse.Namespace) -> str:
     """The level a checkpoint or run was trained on (geometries are the same, but the index differs)."""
+    from cropcore.evaluation.command import run_config
     from cropcore.evaluation.inference import checkpoint_of_run
-    from cropcore.training import checkpoint, runs
+    from cropcore.training import checkpoint
 
-    if args.run is not None and (args.run / runs.CONFIG).is_file():
-        return runs.read_json(args.run / runs.CONFIG).get("level", "L1C")
+    config = run_config(args.run) if args.run is not None else {}
+    if config:
+        return config.get("level", "L1C")
     path = args.checkpoint or checkpoint_of_run(args.run)
     return checkpoint.load_checkpoint(path).get("level", "L1C")

@@ -86,6 +86,9 @@ def run(args: argparse.Namespace) -> int:
     stop_on_sigterm()
     result = train(config, resume=args.resume)
     if result.metrics is not None:
+        from cropcore.data.layout import data_label
+
+        print(f"scores on {data_label(result.metrics['simulated'])}")
         for region, report in result.metrics["regions"].items():
             print(f"{region}: OA {report['overall_accuracy']:.4f}  AA {report['average_accuracy']:.4f}  "
                   f"wF1 {report['weighted_f1']:.4f}  kappa {report['kappa']:.4f}  (epoch {result.metrics['epoch']})")

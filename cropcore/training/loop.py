@@ -25,6 +25,7 @@ from torch import nn
 
 import cropcore
 from cropcore.constants import BANDS, CLASSES, SEQUENCE_LENGTH, check_level
+from cropcore.data import layout
 from cropcore.evaluation.inference import Predictions, predict
 from cropcore.evaluation.metrics import region_report
 from cropcore.training import checkpoint, distributed, protocol, runs
@@ -264,19 +265,13 @@ def _open_run_dir(config: TrainConfig, resume: Path | None, context: Distributed
             raise FileNotFoundError(f"cannot resume {run_dir}: it has no {runs.CHECKPOINT}")
         if context.is_main:
             (run_dir / runs.CANCEL).unlink(missing_ok=True)
-            runs.write_json(run_dir / runs.CONFIG, config_record(config, _is_simulated(config.root)))
+            runs.write_json(run_dir / runs.CONFIG, config_record(config, layout.is_simulated(config.root)))
         return run_dir
     path = None
     if context.is_main:
         path = runs.create_run_dir(Path(config.out), config.model, config.level, config.mode, config.run_name)
-        runs.write_json(path / runs.CONFIG, config_record(config, _is_simulated(config.root)))
+        runs.write_json(path / runs.CONFIG, config_record(config, layout.is_simulated(config.root)))
     return Path(distributed.broadcast_object(str(path) if path else None, context))
-
-
-def _is_simulated(root: str) -> bool:
-    from cropcore.data.layout import SIMULATED_MARKER
-
-    return (Path(root) / SIMULATED_MARKER).is_file()
 
 
 def _epoch_seed(config: TrainConfig, epoch: int, rank: int) -> int:
@@ -340,7 +335,7 @@ def _fit_network(config: TrainConfig, run_dir: Path, status: runs.StatusWriter |
     if not context.is_main:
         return None
     return write_results(run_dir, final, epoch=reported_epoch, mode=config.mode, test_draws=config.test_draws,
-                         seed=config.seed)
+                         seed=config.seed, simulated=layout.is_simulated(config.root))
 
 
 def _final_predictions(network: nn.Module, test_sets: list, config: TrainConfig, device: str, context: Distributed,
@@ -494,12 +489,12 @@ def _print_epoch(row: Mapping[str, float], epochs: int) -> None:
 
 
 def write_results(run_dir: Path, predictions: Predictions, *, epoch: int, mode: str, test_draws: int,
-                  seed: int) -> dict[str, Any]:
+                  seed: int, simulated: bool) -> dict[str, Any]:
     """predictions.parquet and metrics.json (one report per test region), both atomically."""
     table = predictions.frame()
     runs.write_with(run_dir / runs.PREDICTIONS, lambda temporary: table.to_parquet(temporary, index=False))
     metrics = {
-        "mode": mode, "epoch": epoch, "test_draws": test_draws, "test_seed": seed,
+        "mode": mode, "epoch": epoch, "test_draws": test_draws, "test_seed": seed, "simulated": simulated,
         "regions": {region: region_report(predictions.region(region).true, predictions.region(region).predicted)
                     for region in dict.fromkeys(predictions.regions.tolist())},
     }
@@ -525,7 +520,8 @@ def _fit_forest(config: TrainConfig, run_dir: Path, status: runs.StatusWriter | 
     runs.write_log(run_dir / runs.LOG, [_log_row(1, float("nan"), scored, time.perf_counter() - began)])
     if status:
         status.write(epoch=1, eta_seconds=0.0)
-    return write_results(run_dir, scored, epoch=1, mode=config.mode, test_draws=1, seed=config.seed)
+    return write_results(run_dir, scored, epoch=1, mode=config.mode, test_draws=1, seed=config.seed,
+                         simulated=layout.is_simulated(config.root))
 
 
 def forest_predictions(estimator, dataset) -> Predictions:
