@@ -26,7 +26,7 @@ from torch import nn
 import cropcore
 from cropcore.constants import BANDS, CLASSES, SEQUENCE_LENGTH, check_level
 from cropcore.data import layout
-from cropcore.evaluation.inference import Predictions, predict
+from cropcore.evaluation.inference import Predictions, data_root, predict
 from cropcore.evaluation.metrics import region_report
 from cropcore.training import checkpoint, distributed, protocol, runs
 from cropcore.training.cuda_graphs import TrainingForward
@@ -114,12 +114,10 @@ def resolve_config(model: str, **settings: Any) -> TrainConfig:
     Raises:
         ValueError: unknown model (listing the valid names), mode or level; impossible numbers.
     """
-    from cropcore.data import demo_root
-
     settings = {key: value for key, value in settings.items() if value is not None}
     settings["level"] = check_level(settings.get("level", "L1C"))
     settings["mode"] = protocol.fold(settings.get("mode", "evaluation1")).mode
-    settings["root"] = str(settings.get("root") or demo_root())
+    settings["root"] = str(data_root(settings.get("root")))
     settings["hparams"] = dict(settings.get("hparams") or {})
     if model.lower() == FOREST.lower():
         _check_forest_settings(settings)
