@@ -5,7 +5,9 @@ one training step (forward, NLL loss, backward, Adam step) and one inference pas
 are timed for ours and for ``breizhcrops.models`` (0.0.4.1, installed ``--no-deps``) alternately in the
 same loop, so that load from other processes hits both sides alike; the median over ``--repeats``
 rounds gives parcels per second. ``--bf16`` adds our models under CPU bf16 autocast (a different
-numerical precision: reported separately, never as the fp32 ratio).
+numerical precision: reported separately, never as the fp32 ratio). ``--keep-freed-memory`` times both
+sides with glibc keeping freed memory, as the ``cropcore`` commands run (``cropcore.memory``): without the page
+faults of freshly mapped buffers, which weigh on some networks far more than on others.
 
 GPU (``--gpu``, skipped without CUDA): training batches of 1024 per second end to end, data included,
 with ``cropcore train``'s CUDA step (see ``bench_gpu``).
@@ -15,6 +17,7 @@ Usage::
     python benchmarks/bench_models.py                     # all seven models, print a Markdown table
     python benchmarks/bench_models.py --models LSTM StarRNN --repeats 3
     python benchmarks/bench_models.py --write             # also update benchmarks/RESULTS.md
+    python benchmarks/bench_models.py --keep-freed-memory # both sides without page-fault churn
     python benchmarks/bench_models.py --gpu
 """
 
@@ -38,11 +41,12 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cropcore import models  # noqa: E402
+from cropcore import memory, models  # noqa: E402
 from cropcore.constants import BANDS  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 SECTION = "## Models (issue 3)"
+KEPT_SECTION = "## Models, freed memory kept (issue 3)"
 GPU_SECTION = "## Models on a GPU (issue 3)"
 INPUT_DIM, NUM_CLASSES, SEQUENCE_LENGTH = 13, 9, 45
 #: Speed-up targets of issue 3 (training, inference).
@@ -306,7 +310,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--bf16", action="store_true", help="also time ours under CPU bf16 autocast")
-    parser.add_argument("--write", action="store_true", help=f"update the '{SECTION}' section of {RESULTS.name}")
+    parser.add_argument("--keep-freed-memory", action="store_true",
+                        help="both sides with glibc keeping freed memory, as the cropcore commands run")
+    parser.add_argument("--write", action="store_true", help=f"update the '{SECTION}' section of {RESULTS.name} "
+                        f"('{KEPT_SECTION}' with --keep-freed-memory)")
     parser.add_argument("--gpu", action="store_true", help="time training batches/s on CUDA instead")
     parser.add_argument("--no-cuda-graphs", action="store_true", help="--gpu: eager steps (as without graphs)")
     parser.add_argument("--gpu-batches", type=int, default=200, help="training steps per timed GPU window")
@@ -336,19 +343,27 @@ def main(argv: list[str] | None = None) -> int:
                 f"torch {torch.__version__}, Python {platform.python_version()}; {stamp}.\n\n{table}\n"))
         return 0
     torch.set_num_threads(args.threads)
+    allocator = "glibc's default allocator"
+    if args.keep_freed_memory:
+        if not memory.keep_freed_memory():
+            parser.error("--keep-freed-memory: not applied (a C library other than glibc, or "
+                         f"{memory.ENVIRONMENT_SWITCH}=0)")
+        allocator = "glibc keeping freed memory (`--keep-freed-memory`, as the cropcore commands run)"
+    print(f"allocator: {allocator}", file=sys.stderr, flush=True)
     rows = bench_cpu(names, args.repeats, args.batch_size, args.bf16)
     table = markdown(rows, args.repeats, args.batch_size, args.bf16)
     print(table)
     if args.write:
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        body = (f"{SECTION}\n\nParcels per second, batch {args.batch_size} of 45 × 13, CPU, "
+        section = KEPT_SECTION if args.keep_freed_memory else SECTION
+        body = (f"{section}\n\nParcels per second, batch {args.batch_size} of 45 × 13, CPU, "
                 f"`torch.set_num_threads({args.threads})`, median of {args.repeats} interleaved rounds "
-                f"(`python benchmarks/bench_models.py --write`). Machine: {machine()}; {stamp}. "
+                f"(`python benchmarks/bench_models.py --write`), {allocator}. Machine: {machine()}; {stamp}. "
                 "Reference: `breizhcrops==0.0.4.1` models in the same configuration, timed in the same loop. "
                 "The quartiles are those of each round's own ratio (ours and the reference timed in the same "
                 "round): how far the same code moves from round to round.\n\n"
                 f"{table}\n")
-        write_section(SECTION, body)
+        write_section(section, body)
     return 0
 
 

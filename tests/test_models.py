@@ -181,6 +181,33 @@ def test_model_benchmark_runs_side_by_side(capsys: pytest.CaptureFixture[str], b
     assert bench._quartiles([1.0, 5.0, 2.0, 4.0, 3.0]) == "2.00–4.00"
 
 
+def test_model_benchmark_keeps_freed_memory_only_when_asked(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], benchmark_script
+) -> None:
+    """--keep-freed-memory applies the commands' allocator settings before timing and says so; where they
+    cannot be applied it stops rather than time the default allocator under that name. (The settings are
+    recorded here, not applied: they would hold for the rest of the test process.)"""
+    pytest.importorskip("breizhcrops")
+    bench = benchmark_script("bench_models")
+    calls: list[bool] = []
+    monkeypatch.setattr(bench.memory, "keep_freed_memory", lambda: calls.append(applied) or applied)
+    threads = torch.get_num_threads()
+    arguments = ["--models", "InceptionTime", "--repeats", "1", "--batch-size", "4", "--threads", "1"]
+    try:
+        applied = False
+        with pytest.raises(SystemExit):
+            bench.main([*arguments, "--keep-freed-memory"])
+        assert "not applied" in capsys.readouterr().err
+        applied = True
+        assert bench.main([*arguments, "--keep-freed-memory"]) == 0
+        assert "allocator: glibc keeping freed memory" in capsys.readouterr().err
+        assert bench.main(arguments) == 0
+        assert "allocator: glibc's default allocator" in capsys.readouterr().err
+    finally:
+        torch.set_num_threads(threads)
+    assert calls == [False, True]
+
+
 def _move_off_identity(bn: nn.BatchNorm1d, scales: tuple[float, float] = (-1.5, 1.5)) -> None:
     """Random running statistics, scales in ``scales`` and shifts for an eval-mode batch norm, so that folding
     it into the layer before it is exercised."""
