@@ -17,7 +17,8 @@ Differences from the reference (same function where it works):
   kernels' sum times the bands exceeds it (more than 91 steps with 13 bands), where the reference fails
   with a division by zero; here the constructor says so (raise ``parameters_per_layer``).
 - No ``few_shot`` flag (it changed what ``forward`` returns).
-- Faster (about 2x in training and inference on 2 CPU threads), same arithmetic. The reference runs every
+- Faster (about 2x in training and inference on 2 CPU threads with the default allocator; 1.2-1.3x when both
+  keep freed memory, as the ``cropcore`` commands do), same arithmetic. The reference runs every
   kernel size as its own convolution, padding a copy of the (batch, 3 954, time) input for each and
   concatenating the results. Here each layer is one convolution on the (batch, time, channels) layout as
   channels_last memory: the small-input layers
@@ -27,7 +28,8 @@ Differences from the reference (same function where it works):
   concatenated channels, and in eval mode are folded into the weights. The remaining cost is the
   3 954 -> 630 channel product of the last layer (about 0.25 GFLOP per parcel forward, the same number of
   multiplications as the reference): the reference is not padding-bound at 45 steps, so no exact fp32
-  rewrite can be 5x faster on a CPU.
+  rewrite can be 5x faster on a CPU. Computing it with fewer products (Winograd's F(3, 2), 22 % fewer) was
+  measured and not kept: its transforms cost what the products save (``benchmarks/RESULTS.md``).
 """
 
 from __future__ import annotations
