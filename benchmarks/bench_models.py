@@ -343,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"torch {torch.__version__}, Python {platform.python_version()}; {stamp}.\n\n{table}\n"))
         return 0
     torch.set_num_threads(args.threads)
-    allocator = "glibc's default allocator"
+    allocator = "the C library's default allocator"
     if args.keep_freed_memory:
         if not memory.keep_freed_memory():
             parser.error("--keep-freed-memory: not applied (a C library other than glibc, or "
