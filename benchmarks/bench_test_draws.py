@@ -29,8 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from cropcore.constants import CLASSES  # noqa: E402
-from cropcore.evaluation.command import run_root  # noqa: E402
-from cropcore.evaluation.inference import open_checkpoint, predict  # noqa: E402
+from cropcore.evaluation.inference import open_checkpoint, predict, run_root  # noqa: E402
 from cropcore.evaluation.metrics import confusion_matrix, summarize  # noqa: E402
 from cropcore.training.loop import resolve_config, train  # noqa: E402
 

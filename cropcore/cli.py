@@ -70,7 +70,7 @@ def _run(args: argparse.Namespace) -> int:
     module = importlib.import_module(COMMANDS[args.command][0])
     try:
         return int(module.run(args) or 0)
-    except (CommandError, FileNotFoundError, ValueError, ConnectionError) as error:
+    except (CommandError, OSError, ValueError) as error:  # OSError: missing, unreadable, unwritable files
         print(f"cropcore {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -122,3 +122,24 @@ def check_level(level: str) -> str:
     if name not in LEVELS:
         raise ValueError(f"unknown level {level!r}; expected one of {', '.join(LEVELS)}")
     return name
+
+
+def check_device(device: str) -> str:
+    """'cpu', 'cuda' or 'cuda:N', usable on this machine, or a ValueError saying why not (torch's own errors
+    for an unknown or absent device come only at the first tensor, after the data has been read)."""
+    import torch
+
+    name = str(device).strip().lower()
+    try:
+        parsed = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {device!r}; expected cpu, cuda or cuda:N") from None
+    if parsed.type == "cpu":
+        return "cpu"
+    if parsed.type != "cuda":
+        raise ValueError(f"unknown device {device!r}; expected cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: no CUDA device is available to this torch ({torch.__version__})")
+    if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return name

@@ -46,6 +46,43 @@ def test_unknown_model_lists_the_valid_names(sim_root: Path, tmp_path: Path,
     assert "Transformer" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("options", "message"), [
+    (["--models", "rf,tempcnn", "--epochs", "0"], "epochs must be a positive integer"),
+    (["--models", "rf,TempCNN", "--batch-size", "0"], "batch_size must be a positive integer"),
+    (["--models", ","], "names no model"),
+    (["--models", "rf", "--threads", "-1"], "--threads must be a positive integer"),
+    (["--models", "rf", "--level", "L3"], "unknown level 'L3'"),
+    (["--models", "rf", "--device", "gpu"], "unknown device 'gpu'"),
+    (["--models", "rf", "--root", "{tmp}/nowhere"], "nowhere"),
+])
+def test_bad_settings_fail_before_the_first_run(options: list[str], message: str, sim_root: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from cropcore.training import loop
+
+    monkeypatch.setattr(loop, "train", lambda *args, **kwargs: pytest.fail("a run started before the check"))
+    options = [option.replace("{tmp}", str(tmp_path)) for option in options]
+    root = [] if "--root" in options else ["--root", str(sim_root)]
+    assert main(["benchmark", *root, *options, "--out", str(tmp_path / "table2")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "table2").exists()
+
+
+def test_level_is_named_as_the_paper_names_it(sim_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--level l2a` is L2A: its files, run names and the paper block (which only knows 'L2A')."""
+    from cropcore.training import loop
+
+    def diverge(config, **kwargs):
+        assert config.level == "L2A" and config.run_name == "RandomForest-L2A-evaluation1"
+        raise loop.NonFiniteLossError(1, 1, float("nan"))
+
+    monkeypatch.setattr(loop, "train", diverge)
+    out = tmp_path / "table2"
+    assert main(["benchmark", "--level", "l2a", "--models", "rf", "--folds", "top", "--root", str(sim_root),
+                 "--out", str(out)]) == 0
+    assert "0.780" in (out / "table2-L2A.md").read_text()  # the paper's L2A RF overall accuracy
+
+
 def test_table2_layout_without_data() -> None:
     def scores_with(accuracy: float) -> dict[str, float]:
         return {"overall_accuracy": accuracy, "average_accuracy": 0.4, "weighted_f1": 0.45, "kappa": 0.3}
@@ -55,8 +92,12 @@ def test_table2_layout_without_data() -> None:
     blocks = list(table2.blocks(scores, "L2A").values())
     assert list(blocks[0].columns) == ["RF", "Transformer"]  # the paper's column order
     assert list(blocks[0].index) == ["OA", "AA", "weighted F1", "kappa"]
-    assert blocks[1].loc["OA", "RF"] == "0.500 ± 0.082" and blocks[1].loc["OA", "Transformer"] == "0.500"
+    # a mean over fewer than the three folds says so
+    assert blocks[1].loc["OA", "RF"] == "0.500 ± 0.082" and blocks[1].loc["OA", "Transformer"] == "0.500 (1 of 3 folds)"
     assert blocks[2].loc["kappa", "Transformer"] == "0.750"
+    # only the FRH04 test ran (--folds top): no cross-evaluation block built from one fold
+    top_only = table2.blocks({"Transformer": {"frh04": scores_with(0.5)}}, "L2A")
+    assert len(top_only) == 2 and not any("cross-evaluation" in title for title in top_only)
 
 
 def test_a_diverged_run_leaves_its_cell_empty(sim_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

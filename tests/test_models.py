@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from sklearn.exceptions import NotFittedError
 from torch import nn
 
 from cropcore import models
@@ -64,6 +66,12 @@ def test_every_network_builds_runs_and_trains(name: str) -> None:
             assert model.eval()(torch.rand(2, 70, INPUT_DIM)).shape == (2, NUM_CLASSES)
     with pytest.raises(ValueError, match="expects input"):
         model(torch.rand(2, SEQUENCE_LENGTH, INPUT_DIM + 1))
+    # A corrupt parcel stays visible in every inference path (NaN out, as in the reference), the others intact.
+    x = torch.rand(7, SEQUENCE_LENGTH, INPUT_DIM)
+    x[2, 5, 3] = float("nan")
+    with torch.no_grad():
+        log_probs = model.eval()(x)
+    assert torch.isnan(log_probs[2]).all() and torch.isfinite(log_probs[[0, 1, 3, 4, 5, 6]]).all()
 
 
 @pytest.mark.gpu
@@ -142,6 +150,19 @@ def test_parameter_counts_match_table_1() -> None:
     assert _count(build("InceptionTime")) == 83_369
 
 
+@pytest.mark.parametrize("name", ["TempCNN", "MSResNet", "InceptionTime"])
+def test_inference_mode_leaves_later_training_working(name: str) -> None:
+    """Constant tables cached during a torch.inference_mode() call must not be inference tensors: a network
+    trained later in the process saves them for backward. Sequence lengths unused elsewhere in the suite make
+    the tables new here."""
+    for steps, train_mode in ((33, False), (35, True)):
+        network = models.build(name, input_dim=13, num_classes=9, sequence_length=steps).train(train_mode)
+        with torch.inference_mode():
+            network(torch.rand(2, steps, 13))
+        fresh = models.build(name, input_dim=13, num_classes=9, sequence_length=steps).train()
+        fresh(torch.rand(2, steps, 13)).sum().backward()
+
+
 def test_random_forest_follows_sklearn_conventions() -> None:
     from sklearn.base import clone
 
@@ -164,6 +185,41 @@ def test_random_forest_follows_sklearn_conventions() -> None:
     assert np.array_equal(clone(forest).fit(features, labels).predict(features), predicted)  # seeded
     with pytest.raises(ValueError, match="fitted on 923"):
         forest.predict(features[:, :, :5])
+    with pytest.raises(NotFittedError):
+        models.RandomForest().predict(features)
+
+
+def test_saved_forest_loads_as_data(tmp_path: Path) -> None:
+    """save_forest/load_forest round trip; a file holding anything else is refused without running it."""
+    import os
+
+    import skops.io
+    from sklearn.linear_model import LogisticRegression
+
+    from cropcore.models.forest import load_forest, save_forest
+
+    labels = np.arange(40) % 2
+    features = np.random.default_rng(1).random((40, 71, 13), dtype=np.float32) + labels[:, None, None]
+    forest = models.RandomForest(n_estimators=4, random_state=0, n_jobs=1).fit(features, labels)
+    save_forest(forest, tmp_path / "forest.skops")
+    assert np.array_equal(load_forest(tmp_path / "forest.skops").predict_proba(features), forest.predict_proba(features))
+
+    marker = tmp_path / "ran"
+
+    class Planted:
+        def __reduce__(self):
+            return os.system, (f"touch {marker}",)
+
+    skops.io.dump(Planted(), tmp_path / "planted.skops")
+    with pytest.raises(ValueError, match="never holds"):
+        load_forest(tmp_path / "planted.skops")
+    assert not marker.exists()
+    skops.io.dump(LogisticRegression(), tmp_path / "other.skops")
+    with pytest.raises(ValueError, match="not a cropcore RandomForest"):
+        load_forest(tmp_path / "other.skops")
+    (tmp_path / "text.skops").write_text("not a forest")
+    with pytest.raises(ValueError, match="not a forest saved by cropcore"):
+        load_forest(tmp_path / "text.skops")
 
 
 def test_model_benchmark_runs_side_by_side(capsys: pytest.CaptureFixture[str], benchmark_script) -> None:

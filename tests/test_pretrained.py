@@ -119,6 +119,34 @@ def test_cropcore_checkpoint_round_trip(tmp_path: Path) -> None:
         torch.testing.assert_close(models.pretrained("StarRNN", reordered)(x), source(_to_reference_order(x)))
 
 
+def test_saving_records_the_network_as_it_is(tmp_path: Path) -> None:
+    import numpy as np
+
+    torch.manual_seed(2)
+    x = torch.rand(3, 45, 13)
+    # the hyperparameters it was built with, without being told them again
+    network = models.build("Transformer", input_dim=13, num_classes=9, sequence_length=45, n_head=4).eval()
+    path = models.save_checkpoint(tmp_path / "heads.pt", network, "Transformer")
+    assert torch.load(path, weights_only=True)["hparams"]["n_head"] == 4
+    with torch.no_grad():
+        torch.testing.assert_close(models.pretrained("Transformer", path)(x), network(x))
+    with pytest.raises(ValueError, match=r"n_head=2 differ from those the network was built with \(n_head=4\)"):
+        models.save_checkpoint(tmp_path / "x.pt", network, "Transformer", {"n_head": 2})
+    with pytest.raises(ValueError, match="the network is a Transformer, not a LSTM"):
+        models.save_checkpoint(tmp_path / "x.pt", network, "LSTM")
+    with pytest.raises(ValueError, match=r"extra\['score'\] is a float64"):
+        models.save_checkpoint(tmp_path / "x.pt", network, "Transformer", extra={"score": np.float64(0.5)})
+    with pytest.raises(ValueError, match="takes 13 bands but level L2A has 10"):
+        models.save_checkpoint(tmp_path / "x.pt", network, "Transformer", level="L2A")
+    assert not (tmp_path / "x.pt").exists()
+    # official weights saved again (after fine-tuning, say) keep the reference's band order with them
+    official = models.pretrained("Transformer", _official_file(tmp_path / "official.pth", network.state_dict()))
+    again = models.pretrained("Transformer", models.save_checkpoint(tmp_path / "again.pt", official, "Transformer"))
+    with torch.no_grad():
+        torch.testing.assert_close(again(x), official(x))
+        assert not torch.allclose(again(x), network(x))  # the reordering is really there
+
+
 def test_bad_checkpoints_say_what_is_wrong(tmp_path: Path) -> None:
     lstm = models.build("LSTM", input_dim=10, num_classes=9, sequence_length=45, hidden_dims=8, num_layers=1)
     file = _official_file(tmp_path / "lstm10.pth", lstm.state_dict())
@@ -137,12 +165,21 @@ def test_bad_checkpoints_say_what_is_wrong(tmp_path: Path) -> None:
 
     text = tmp_path / "notes.pth"
     text.write_text("not a checkpoint")
-    with pytest.raises(CheckpointError, match="notes.pth is not a readable PyTorch checkpoint"):
+    with pytest.raises(CheckpointError, match="notes.pth is not a readable PyTorch checkpoint: it is not a file torch.save writes"):
         models.pretrained("LSTM", text)
     truncated = tmp_path / "truncated.pth"
     truncated.write_bytes(file.read_bytes()[:300])
-    with pytest.raises(CheckpointError, match="truncated.pth is not a readable"):
+    with pytest.raises(CheckpointError, match="truncated.pth is not a readable .*damaged or cut short"):
         models.pretrained("LSTM", truncated)
+    torch.save({"model_state": lstm.state_dict(), "note": _Planted()}, tmp_path / "planted.pth")
+    with pytest.raises(CheckpointError, match="holds Python objects besides tensors") as refused:
+        models.pretrained("LSTM", tmp_path / "planted.pth")
+    assert "weights_only` set to `False" not in str(refused.value)  # never advise loading it as code
+    with pytest.raises(CheckpointError, match=r"an official BreizhCrops file loads with models.pretrained"):
+        models.load_checkpoint(file)
+    torch.save({"format": "cropcore-checkpoint", "model": "LSTM"}, tmp_path / "edited.pt")
+    with pytest.raises(CheckpointError, match="edited.pt is a cropcore checkpoint without hparams, input_dim"):
+        models.load_checkpoint(tmp_path / "edited.pt")
     torch.save({"model_state": {"a": 1}}, tmp_path / "nostate.pth")
     with pytest.raises(CheckpointError, match="nostate.pth holds no state_dict"):
         models.pretrained("LSTM", tmp_path / "nostate.pth")
@@ -155,6 +192,13 @@ def test_bad_checkpoints_say_what_is_wrong(tmp_path: Path) -> None:
     ours = models.save_checkpoint(tmp_path / "star.pt", star, "StarRNN", {"hidden_dims": 8})
     with pytest.raises(CheckpointError, match="holds a StarRNN checkpoint, not a LSTM one"):
         models.pretrained("LSTM", ours)
+
+
+class _Planted:
+    """Pickles as a call: a data-only load must refuse it."""
+
+    def __reduce__(self):
+        return print, ("unpickled",)
 
 
 def _closed_port() -> int:
@@ -219,3 +263,14 @@ def test_official_file_is_downloaded_once_and_cached(server: tuple[str, Path, li
     with torch.no_grad():
         torch.testing.assert_close(first(x), second(x))
         torch.testing.assert_close(first(x), source.eval()(_to_reference_order(x)))
+
+    # a bad download (an error page served with status 200) is not kept: the next call fetches it again
+    good = served.read_bytes()
+    official_cache_path("Transformer").unlink()
+    served.write_bytes(b"<html>portal login</html>")
+    with pytest.raises(CheckpointError, match="the downloaded copy was removed"):
+        models.pretrained("Transformer", progress=False)
+    assert not official_cache_path("Transformer").exists()
+    served.write_bytes(good)
+    models.pretrained("Transformer", progress=False)
+    assert len(requests) == 3

@@ -20,6 +20,18 @@ def test_atomic_write_leaves_no_temporary_files(tmp_path: Path) -> None:
     assert sorted(path.name for path in tmp_path.iterdir()) == ["a.json", "b.bin"]
 
 
+def test_written_files_follow_the_umask_and_bad_json_is_named(tmp_path: Path) -> None:
+    previous = os.umask(0o022)
+    try:
+        runs.write_json(tmp_path / "a.json", {"x": 1})
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644  # not owner-only like mkstemp's files
+    (tmp_path / "a.json").write_text("{cut")
+    with pytest.raises(ValueError, match="a.json is not valid JSON"):
+        runs.read_json(tmp_path / "a.json")
+
+
 def test_a_failing_writer_keeps_the_old_file(tmp_path: Path) -> None:
     target = tmp_path / "checkpoint.pt"
     target.write_bytes(b"old")

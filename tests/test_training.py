@@ -6,6 +6,7 @@ Networks are made small through ``--hparam`` so that each run takes a few second
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -51,6 +52,7 @@ def test_run_folder_follows_the_contract(finished_run: Path) -> None:
     assert not [name for name in names if name.startswith(".")]  # no temporary files left
     config = runs.read_json(finished_run / "config.json")
     assert config["model"] == "TempCNN" and config["train_regions"] == ["frh01", "frh02", "frh03"]
+    assert Path(config["root"]).is_absolute()  # re-scoring the run works from any folder
     assert config["test_regions"] == ["frh04"] and config["simulated"] is True
     assert config["learning_rate"] == pytest.approx(0.00023892874563871753)
     status = runs.read_status(finished_run)
@@ -148,14 +150,86 @@ def test_random_forest_through_the_same_command(sim_root: Path, tmp_path: Path,
     assert runs.read_status(run_dir)["state"] == "done" and not (run_dir / "checkpoint.pt").exists()
     table = pd.read_parquet(run_dir / "predictions.parquet")
     assert list(table.columns) == PREDICTION_COLUMNS and set(table["region"]) == {"frh01"}
-    assert (run_dir / "forest.joblib").is_file()
+    assert (run_dir / "forest.skops").is_file()
     assert runs.read_json(run_dir / "metrics.json")["regions"]["frh01"]["parcels"] == len(table)
     # the saved forest predicts the same parcels again, through `cropcore predict`
     assert main(["predict", "--run", str(run_dir), "--region", "frh01", "--out", str(tmp_path / "rf.parquet")]) == 0
     assert "frh01 (SIMULATED data" in capsys.readouterr().out
     again = pd.read_parquet(tmp_path / "rf.parquet")
     assert (again["predicted"].to_numpy() == table["predicted"].to_numpy()).all()
+    # and through `cropcore evaluate --run --region`, which scores the run's model again
+    assert main(["evaluate", "--run", str(run_dir), "--region", "frh01"]) == 0
+    assert f"{runs.read_json(run_dir / 'metrics.json')['regions']['frh01']['overall_accuracy']:.4f}" in (
+        capsys.readouterr().out)
 
+
+def test_a_forest_fit_stops_when_cancelled(sim_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fit never returns to the loop between batches: the cancel file (or SIGTERM) interrupts it."""
+    from cropcore.models.forest import RandomForest
+
+    monkeypatch.setattr(RandomForest, "fit", lambda self, *args: time.sleep(60))
+    monkeypatch.setattr(runs, "cancel_requested", lambda run_dir: True)
+    handler = signal.getsignal(signal.SIGTERM)
+    began = time.perf_counter()
+    result = train(resolve_config("RandomForest", root=str(sim_root), out=str(tmp_path), progress=False))
+    assert result.state == "cancelled" and time.perf_counter() - began < 30
+    assert runs.read_status(result.run_dir)["state"] == "cancelled"
+    assert signal.getsignal(signal.SIGTERM) is handler  # the process's own handling is back
+
+def test_an_update_that_breaks_the_network_fails_the_run(sim_root: Path, tmp_path: Path) -> None:
+    """One batch per epoch: the loss of every step is finite, the update after it breaks the network."""
+    with pytest.raises(NonFiniteLossError, match=r"non-finite test loss \(the network's outputs\) \(nan\) at epoch 1"):
+        train(tiny(sim_root, tmp_path, batch_size=100_000, learning_rate=1e30, epochs=1))
+    (run_dir,) = tmp_path.iterdir()
+    status = runs.read_status(run_dir)
+    assert status["state"] == "failed" and "at epoch 1" in status["error"]
+    assert not (run_dir / runs.METRICS).exists()  # no scores of a broken network
+    with pytest.raises(ValueError, match="learning_rate must be positive and finite"):
+        tiny(sim_root, tmp_path, learning_rate=float("inf"))
+
+
+def test_resume_is_refused_when_it_cannot_go_on(finished_run: Path, sim_root: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    run_dir = tmp_path / "copy"
+    shutil.copytree(finished_run, run_dir)
+    before = {path.name: path.read_bytes() for path in run_dir.iterdir()}
+
+    def refused(*options: str) -> str:
+        assert main(["train", "--resume", str(run_dir), "--no-progress", *options]) == 2
+        assert {path.name: path.read_bytes() for path in run_dir.iterdir()} == before  # nothing touched
+        return capsys.readouterr().err
+
+    assert "--batch-size, --seed cannot change them" in refused("--batch-size", "8", "--seed", "3")
+    assert "it has trained 2 of 1 epochs" in refused("--epochs", "1")
+    assert "it has trained 2 of 2 epochs; pass --epochs above 2" in refused()
+    assert "--threads must be a positive integer" in refused("--threads", "0")
+    runs.write_json(run_dir / runs.STATUS, {**runs.read_json(run_dir / runs.STATUS), "state": "running",
+                                           "pid": os.getpid()})
+    before[runs.STATUS] = (run_dir / runs.STATUS).read_bytes()
+    assert "it is still training" in refused("--epochs", "3")
+    runs.write_json(run_dir / runs.STATUS, {**runs.read_json(run_dir / runs.STATUS), "state": "done"})
+    before[runs.STATUS] = (run_dir / runs.STATUS).read_bytes()
+    (run_dir / runs.CHECKPOINT).write_bytes(before[runs.CHECKPOINT][:1000])
+    before[runs.CHECKPOINT] = (run_dir / runs.CHECKPOINT).read_bytes()
+    assert "is not a readable PyTorch checkpoint" in refused("--epochs", "3")
+
+
+def test_a_class_mapping_with_other_classes_is_refused(sim_root: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "ten-classes"
+    root.mkdir()
+    for entry in sim_root.iterdir():
+        if entry.name != "classmapping.csv":
+            (root / entry.name).symlink_to(entry)
+    mapping = pd.read_csv(sim_root / "classmapping.csv", index_col=0)
+    mapping.loc[mapping.index.max() + 1] = {"id": 9, "classname": "hemp", "code": "CHV"}
+    mapping.to_csv(root / "classmapping.csv")
+    out = tmp_path / "runs"
+    assert main(["train", "--model", "TempCNN", "--root", str(root), "--out", str(out), "--epochs", "1"]) == 2
+    assert "classmapping.csv has 10 classes" in capsys.readouterr().err
+    assert not out.exists()  # refused before a run folder was made
 
 def test_bad_input_messages(sim_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "--model", "ResNet50", "--root", str(sim_root), "--out", str(tmp_path)]) == 2
@@ -232,6 +306,69 @@ def test_predict_cli_parquet_and_geopackage(finished_run: Path, sim_root: Path, 
     layer = gpd.read_file(tmp_path / "frh02.gpkg")
     assert len(layer) == parcels and layer.crs.to_epsg() == 4326 and "prob_wheat" in layer.columns
     assert main(["predict", "--run", str(finished_run), "--region", "frh02", "--out", str(tmp_path / "x.txt")]) == 2
+
+
+def test_predict_keeps_every_parcel_and_checks_its_output_first(
+        finished_run: Path, sim_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from cropcore.data import BreizhCrops
+
+    (tmp_path / "taken.parquet").mkdir()
+    assert main(["predict", "--run", str(finished_run), "--region", "frh02", "--out", str(tmp_path / "taken.parquet")]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    # the suffix is matched case-insensitively when writing, as when checking
+    assert main(["predict", "--run", str(finished_run), "--region", "frh02", "--out", str(tmp_path / "p.PARQUET")]) == 0
+    assert len(pd.read_parquet(tmp_path / "p.PARQUET")) == len(BreizhCrops("frh02", root=sim_root))
+    # a parcel missing from the parcel file is written without a geometry, and the count says so
+    full = BreizhCrops.geodataframe
+    monkeypatch.setattr(BreizhCrops, "geodataframe", lambda self: full(self).iloc[3:])
+    assert main(["predict", "--run", str(finished_run), "--region", "frh02", "--out", str(tmp_path / "p.gpkg")]) == 0
+    layer = gpd.read_file(tmp_path / "p.gpkg")
+    assert len(layer) == len(BreizhCrops("frh02", root=sim_root)) and layer.geometry.isna().sum() == 3
+    assert "3 of them have no geometry" in capsys.readouterr().err
+
+
+def test_evaluate_run_options(finished_run: Path, sim_root: Path, tmp_path: Path,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    from cropcore.data import BreizhCrops
+
+    # a region named twice is scored once; the run's own root is used, and the epoch is shown
+    assert main(["evaluate", "--run", str(finished_run), "--region", "frh04", "--region", "FRH04", "--json",
+                 str(tmp_path / "once.json")]) == 0
+    assert "(epoch 2)" in capsys.readouterr().out
+    regions = json.loads((tmp_path / "once.json").read_text())["regions"]
+    assert list(regions) == ["frh04"] and regions["frh04"]["parcels"] == len(BreizhCrops("frh04", root=sim_root))
+    # options that only apply when scoring again are refused without --region
+    assert main(["evaluate", "--run", str(finished_run), "--seed", "3"]) == 2
+    assert "--seed only apply when scoring again" in capsys.readouterr().err
+    assert main(["evaluate", "--run", str(tmp_path / "nowhere")]) == 2
+    assert "no run folder" in capsys.readouterr().err
+    assert main(["evaluate", "--checkpoint", str(finished_run / "checkpoint.pt"), "--region", "frh04",
+                 "--device", "gpu"]) == 2
+    assert "unknown device 'gpu'" in capsys.readouterr().err
+
+
+def test_a_forest_file_in_a_network_run_is_never_loaded(finished_run: Path, tmp_path: Path) -> None:
+    """predict --run follows the run's config.json: a file planted beside a network's checkpoint is not read."""
+    import shutil
+
+    run_dir = tmp_path / "planted"
+    shutil.copytree(finished_run, run_dir)
+    (run_dir / runs.FOREST).write_bytes(b"not read")
+    assert main(["predict", "--run", str(run_dir), "--region", "frh04", "--out", str(tmp_path / "p.parquet")]) == 0
+    assert set(pd.read_parquet(tmp_path / "p.parquet")["region"]) == {"frh04"}
+
+
+def test_resuming_a_finished_run_drops_its_earlier_results(sim_root: Path, tmp_path: Path) -> None:
+    from cropcore.training.loop import config_from_record
+
+    done = train(tiny(sim_root, tmp_path, epochs=1))
+    seen: list[bool] = []
+    hooks = Hooks(on_epoch_end=lambda epoch, run_dir: seen.append((run_dir / runs.METRICS).exists()))
+    config = config_from_record(runs.read_json(done.run_dir / runs.CONFIG), epochs=2)
+    resumed = train(config, resume=done.run_dir, hooks=hooks)
+    assert seen == [False]  # while it trains on, the epoch-1 scores are gone
+    assert resumed.state == "done" and runs.read_json(done.run_dir / runs.METRICS)["epoch"] == 2
 
 
 @pytest.mark.gpu

@@ -71,15 +71,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def model_names(text: str) -> list[str]:
-    """'all' -> RF and the seven networks; otherwise canonical names (unknown names listed as errors)."""
+    """'all' -> RF and the seven networks; otherwise canonical names, each once (unknown names listed as errors)."""
     from cropcore.models import NAMES, find_spec
 
     if text.strip().lower() == "all":
         return [FOREST, *NAMES]
     names = []
     for name in (part.strip() for part in text.split(",") if part.strip()):
-        names.append(FOREST if name.lower() in ("randomforest", "rf") else find_spec(name).name)
-    return names
+        if name.lower() in ("randomforest", "rf"):
+            names.append(FOREST)
+            continue
+        try:
+            names.append(find_spec(name).name)
+        except ValueError as error:
+            raise ValueError(f"--models: {error}, {FOREST} (or rf), or all") from None
+    if not names:
+        raise ValueError(f"--models names no model: give 'all' or a comma-separated list, got {text!r}")
+    return list(dict.fromkeys(names))
 
 
 def preset_of(args: argparse.Namespace) -> Preset:
@@ -87,60 +95,81 @@ def preset_of(args: argparse.Namespace) -> Preset:
     changes = {key: value for key, value in (("epochs", args.epochs), ("batch_size", args.batch_size),
                                              ("trees", args.trees), ("test_draws", args.test_draws))
                if value is not None}
+    given = ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in changes.items())
     if "epochs" in changes:
         changes["epoch_caps"] = {}
-    return replace(base, **changes, description=base.description + (f"; overrides {changes}" if changes else ""))
+    return replace(base, **changes, description=base.description + (f"; given: {given}" if given else ""))
+
+
+def _configs(args: argparse.Namespace, preset: Preset, models: list[str], root: Path) -> list[tuple[str, Any]]:
+    """(test region, resolved run configuration) of every run, FRH04 first: all checked before the first run."""
+    from cropcore.training import protocol
+    from cropcore.training.loop import resolve_config
+
+    regions = [table2.TOP_REGION] if args.folds == "top" else [table2.TOP_REGION, "frh01", "frh02"]
+    configs = []
+    for region in regions:
+        mode = protocol.CROSS_EVALUATION[region]
+        for model in models:
+            configs.append((region, resolve_config(
+                model, level=args.level, mode=mode, root=str(root), out=str(args.out / "runs"),
+                epochs=preset.epochs_of(model) if model != FOREST else None, batch_size=preset.batch_size,
+                seed=args.seed, device=args.device, progress=False,
+                test_draws=preset.test_draws if model != FOREST else None,
+                hparams={"n_estimators": preset.trees} if model == FOREST else {},
+                run_name=f"{model}-{args.level}-{mode}",
+            )))
+    return configs
 
 
 def run(args: argparse.Namespace) -> int:
+    from cropcore.cli import CommandError
+    from cropcore.constants import REGIONS, check_level
+    from cropcore.data import BreizhCrops
     from cropcore.data.layout import data_label, is_simulated
     from cropcore.evaluation.inference import data_root
-    from cropcore.training import protocol
-    from cropcore.training.loop import NonFiniteLossError, resolve_config, train
+    from cropcore.training.loop import NonFiniteLossError, train
 
+    args.level = check_level(args.level)
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be a positive integer, got {args.threads}")
     preset = preset_of(args)
+    models = model_names(args.models)
+    root = data_root(args.root)
+    configs = _configs(args, preset, models, root)
+    for region in REGIONS:  # every fold reads all four: missing data fails now, not after hours of training
+        BreizhCrops(region, root=root, level=args.level)
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
-    models = model_names(args.models)
-    root = data_root(args.root)
     simulated = is_simulated(root)
-    regions = [table2.TOP_REGION] if args.folds == "top" else [table2.TOP_REGION, "frh01", "frh02"]
     args.out.mkdir(parents=True, exist_ok=True)
     scores: dict[str, dict[str, dict[str, float]]] = {model: {} for model in models}
     timings: list[dict[str, Any]] = []
     began = time.perf_counter()
     print(f"benchmark {args.level} on {root} ({data_label(simulated)}); {preset.description}",
           flush=True)
-    for region in regions:
-        mode = protocol.CROSS_EVALUATION[region]
-        for model in models:
-            config = resolve_config(
-                model, level=args.level, mode=mode, root=str(root), out=str(args.out / "runs"),
-                epochs=preset.epochs_of(model) if model != FOREST else None, batch_size=preset.batch_size,
-                seed=args.seed,
-                device=args.device, test_draws=preset.test_draws, progress=False,
-                hparams={"n_estimators": preset.trees} if model == FOREST else {},
-                run_name=f"{model}-{args.level}-{mode}",
-            )
-            started = time.perf_counter()
-            print(f"[{time.perf_counter() - began:6.0f} s] {model} {mode} (test {region})", flush=True)
-            try:
-                result = train(config)
-            except NonFiniteLossError as error:  # one diverged run leaves its cell empty, not the whole table
-                print(f"  {model} {mode} diverged: {error}; its cell stays empty", flush=True)
-                timings.append({"model": model, "mode": mode, "test": region,
-                                "seconds": time.perf_counter() - started, "failed": str(error)})
-                _write(args, scores, timings, preset, root, simulated, time.perf_counter() - began)
-                continue
-            if result.metrics is None:
-                raise RuntimeError(f"{model} {mode} ended {result.state}: {result.run_dir}")
-            report = result.metrics["regions"][region]
-            scores[model][region] = {metric: report[metric] for metric in PAPER_METRICS}
-            timings.append({"model": model, "mode": mode, "test": region, "seconds": time.perf_counter() - started,
-                            "run": str(result.run_dir), **scores[model][region]})
+    for region, config in configs:
+        model, mode = config.model, config.mode
+        started = time.perf_counter()
+        print(f"[{time.perf_counter() - began:6.0f} s] {model} {mode} (test {region})", flush=True)
+        try:
+            result = train(config)
+        except NonFiniteLossError as error:  # one diverged run leaves its cell empty, not the whole table
+            print(f"  {model} {mode} diverged: {error}; its cell stays empty", flush=True)
+            timings.append({"model": model, "mode": mode, "test": region,
+                            "seconds": time.perf_counter() - started, "failed": str(error)})
             _write(args, scores, timings, preset, root, simulated, time.perf_counter() - began)
+            continue
+        if result.metrics is None:
+            raise CommandError(f"{model} {mode} was {result.state} ({result.run_dir}); the tables in {args.out} "
+                               f"hold the runs before it")
+        report = result.metrics["regions"][region]
+        scores[model][region] = {metric: report[metric] for metric in PAPER_METRICS}
+        timings.append({"model": model, "mode": mode, "test": region, "seconds": time.perf_counter() - started,
+                        "run": str(result.run_dir), **scores[model][region]})
+        _write(args, scores, timings, preset, root, simulated, time.perf_counter() - began)
     print()
     print(table2.render_text(scores, args.level))
     print(f"total {time.perf_counter() - began:.0f} s; wrote {args.out / f'table2-{args.level}.md'} and .csv")

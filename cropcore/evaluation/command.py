@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,61 +19,77 @@ from cropcore.evaluation.metrics import format_report, region_report
 
 def configure(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--run", type=Path, help="a run folder (its predictions, or its checkpoint with --region)")
+    source.add_argument("--run", type=Path, help="a run folder (its predictions, or its model with --region)")
     source.add_argument("--checkpoint", type=Path, help="a cropcore checkpoint.pt (needs --region)")
     parser.add_argument("--region", action="append", default=[], help="region to score (repeatable), e.g. frh04")
     parser.add_argument("--level", help="L1C or L2A (default: the checkpoint's)")
-    parser.add_argument("--root", help="dataset root (default: the simulated demo)")
-    parser.add_argument("--test-draws", type=int, default=1, help="average probabilities over K seeded draws")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the 45-step draws")
+    parser.add_argument("--root", help="dataset root (default: the run's, else the simulated demo)")
+    parser.add_argument("--test-draws", type=int,
+                        help="average probabilities over K seeded draws (default: the run's, else 1)")
+    parser.add_argument("--seed", type=int, help="seed of the 45-step draws (default: the run's, else 0)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the scores as JSON")
 
 
-def evaluate(args: argparse.Namespace) -> dict[str, Any]:
-    """{"source", "simulated", "test_draws", "seed", "regions": {region: report}} for the requested run or
-    checkpoint."""
-    from cropcore.constants import check_region
-    from cropcore.data import layout
-    from cropcore.evaluation.inference import Predictions, checkpoint_of_run, data_root, score_checkpoint
-    from cropcore.training import runs
+#: Options that only apply when a model is scored again (--checkpoint, or --run with --region).
+_SCORING_OPTIONS: tuple[str, ...] = ("level", "root", "test_draws", "seed")
 
-    regions = [check_region(region) for region in args.region]
+
+def evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    """{"source", "epoch", "simulated", "test_draws", "seed", "regions": {region: report}} for the requested
+    run or checkpoint."""
+    from cropcore.constants import check_device, check_region
+    from cropcore.data import layout
+    from cropcore.evaluation.inference import (
+        Predictions, checkpoint_of_run, data_root, run_config, score_checkpoint, score_run,
+    )
+    from cropcore.training import checkpoint, runs
+    from cropcore.training.loop import FOREST
+
+    regions = list(dict.fromkeys(check_region(region) for region in args.region))
+    args.device = check_device(args.device)
+    config = run_config(args.run) if args.run is not None else {}
     if args.run is not None and not regions:
+        given = [f"--{name.replace('_', '-')}" for name in _SCORING_OPTIONS if getattr(args, name) is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)} only apply when scoring again: add --region")
         path = args.run / runs.PREDICTIONS
-        if not path.is_file():
-            raise FileNotFoundError(f"run {args.run} has no {runs.PREDICTIONS} (not finished?)")
-        predictions = Predictions.from_frame(pd.read_parquet(path))
+        if not path.is_file():  # not finished (a resumed run drops the results of its earlier end)
+            state = runs.read_status(args.run)["state"]
+            raise FileNotFoundError(f"run {args.run} ({state}) has no final {runs.PREDICTIONS}; add --region to "
+                                    f"score the model it saved last")
+        try:
+            predictions = Predictions.from_frame(pd.read_parquet(path))
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
         stored = runs.read_json(args.run / runs.METRICS) if (args.run / runs.METRICS).is_file() else {}
-        source, draws, seed = str(args.run), stored.get("test_draws"), stored.get("test_seed")
-        simulated = bool(run_config(args.run).get("simulated"))
+        source, epoch, draws, seed = str(args.run), stored.get("epoch"), stored.get("test_draws"), stored.get("test_seed")
+        simulated = bool(config.get("simulated"))
+    elif args.run is not None:
+        seen = [region for region in regions if region in config.get("train_regions", [])]
+        if seen:
+            print(f"warning: the run trained on {', '.join(seen)}: scores there are not a test", file=sys.stderr)
+        draws = args.test_draws or config.get("test_draws") or 1
+        seed = config.get("seed", 0) if args.seed is None else args.seed
+        root = data_root(args.root or config.get("root"))
+        predictions = score_run(args.run, regions, root=root, level=args.level, seed=seed, draws=draws,
+                                device=args.device)
+        epoch = 1 if config.get("model") == FOREST else checkpoint.load_checkpoint(checkpoint_of_run(args.run))["epoch"]
+        source, simulated = str(args.run), layout.is_simulated(root)
     else:
         if not regions:
             raise ValueError("--checkpoint needs at least one --region (e.g. --region frh04)")
-        path = checkpoint_of_run(args.run) if args.run is not None else args.checkpoint
-        root = data_root(args.root or (run_root(args.run) if args.run is not None else None))
-        predictions = score_checkpoint(path, regions, root=root, level=args.level, seed=args.seed,
-                                       draws=args.test_draws, device=args.device)
-        source, draws, seed = str(path), args.test_draws, args.seed
+        draws, seed, root = args.test_draws or 1, args.seed or 0, data_root(args.root)
+        predictions = score_checkpoint(args.checkpoint, regions, root=root, level=args.level, seed=seed,
+                                       draws=draws, device=args.device)
+        source, epoch = str(args.checkpoint), checkpoint.load_checkpoint(args.checkpoint).get("epoch")
         simulated = layout.is_simulated(root)
     reports = {
         region: region_report(predictions.region(region).true, predictions.region(region).predicted)
         for region in dict.fromkeys(predictions.regions.tolist())
     }
-    return {"source": source, "simulated": simulated, "test_draws": draws, "seed": seed, "regions": reports}
-
-
-def run_config(run_dir: Path) -> dict[str, Any]:
-    """A run's config.json ({} when it has none)."""
-    from cropcore.training import runs
-
-    config = run_dir / runs.CONFIG
-    return runs.read_json(config) if config.is_file() else {}
-
-
-def run_root(run_dir: Path) -> str | None:
-    """The dataset root a run was trained on (its config.json), so re-scoring reads the same data."""
-    return run_config(run_dir).get("root")
+    return {"source": source, "epoch": epoch, "simulated": simulated, "test_draws": draws, "seed": seed,
+            "regions": reports}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -80,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
     from cropcore.training import runs
 
     result = evaluate(args)
-    print(f"scores of {result['source']} on {data_label(result['simulated'])}")
+    epoch = f" (epoch {result['epoch']})" if result["epoch"] is not None else ""
+    print(f"scores of {result['source']}{epoch} on {data_label(result['simulated'])}")
     for region, report in result["regions"].items():
         print(format_report(region, report))
     if args.json is not None:

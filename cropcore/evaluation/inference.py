@@ -11,13 +11,14 @@ import contextlib
 from pathlib import Path
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
-from cropcore.constants import CLASSES, SEQUENCE_LENGTH
+from cropcore.constants import CLASSES, SEQUENCE_LENGTH, check_level
 from cropcore.training import distributed
 from cropcore.training.distributed import Distributed
 
@@ -65,7 +66,18 @@ class Predictions:
 
     @classmethod
     def from_frame(cls, table: pd.DataFrame) -> Predictions:
-        """Back from a predictions table (probabilities; one-hot of ``predicted`` if they are absent)."""
+        """Back from a predictions table (probabilities; one-hot of ``predicted`` if they are absent).
+
+        Raises:
+            ValueError: a column it needs is missing.
+        """
+        needed = ["id", "region", "true"]
+        if not all(column in table.columns for column in PROBABILITY_COLUMNS):
+            needed.append("predicted")
+        missing = [column for column in needed if column not in table.columns]
+        if missing:
+            raise ValueError(f"predictions table lacks column(s) {', '.join(missing)}; expected id, region, true, "
+                             f"predicted and {PROBABILITY_COLUMNS[0]}..{PROBABILITY_COLUMNS[-1]}")
         if all(column in table.columns for column in PROBABILITY_COLUMNS):
             probabilities = table[list(PROBABILITY_COLUMNS)].to_numpy(np.float32)
         else:
@@ -169,6 +181,25 @@ def _merge_ranks(parts: Sequence[Predictions]) -> Predictions:
 # ------------------------------------------------------------------------ scoring saved models
 
 
+def run_config(run_dir: Path) -> dict[str, Any]:
+    """A run's config.json ({} when it has none).
+
+    Raises:
+        FileNotFoundError: if ``run_dir`` is not a folder.
+    """
+    from cropcore.training import runs
+
+    if not Path(run_dir).is_dir():
+        raise FileNotFoundError(f"no run folder at {run_dir}")
+    config = Path(run_dir) / runs.CONFIG
+    return runs.read_json(config) if config.is_file() else {}
+
+
+def run_root(run_dir: Path) -> str | None:
+    """The dataset root a run was trained on (its config.json), so re-scoring reads the same data."""
+    return run_config(run_dir).get("root")
+
+
 def checkpoint_of_run(run_dir: Path) -> Path:
     """The checkpoint a run reports: best.pt (validation mode) if present, else checkpoint.pt.
 
@@ -190,11 +221,22 @@ def data_root(root: str | Path | None) -> Path:
     return Path(root) if root else demo_root()
 
 
-def open_regions(regions: Sequence[str], *, root: str | Path | None, level: str) -> list:
-    """BreizhCrops datasets of some regions (root default: the demo)."""
+def open_regions(regions: Sequence[str], *, root: str | Path | None, level: str, **options: Any) -> list:
+    """BreizhCrops datasets of some regions (root default: the demo), checked to have the benchmark's classes.
+
+    Raises:
+        ValueError: the root's classmapping.csv has another number of classes (the networks' outputs and the
+            metrics are the nine of the benchmark).
+    """
     from cropcore.data import BreizhCrops
 
-    return [BreizhCrops(region, root=data_root(root), level=level) for region in regions]
+    datasets = [BreizhCrops(region, root=data_root(root), level=level, **options) for region in regions]
+    for dataset in datasets:
+        names = dataset.mapping.classnames
+        if len(names) != len(CLASSES):
+            raise ValueError(f"{dataset.mapping.source or 'the class mapping'} has {len(names)} classes; cropcore "
+                             f"trains and scores the benchmark's {len(CLASSES)} ({', '.join(CLASSES)})")
+    return datasets
 
 
 def open_checkpoint(path: Path, regions: Sequence[str], *, root: str | Path | None = None, level: str | None = None,
@@ -219,3 +261,33 @@ def score_checkpoint(path: Path, regions: Sequence[str], *, root: str | Path | N
     """Predictions of a cropcore checkpoint for every parcel of some regions (``open_checkpoint``'s errors)."""
     network, datasets = open_checkpoint(path, regions, root=root, level=level, device=device)
     return predict(network, datasets, seed=seed, draws=draws, device=device)
+
+
+def score_run(run_dir: Path, regions: Sequence[str], *, root: str | Path | None = None, level: str | None = None,
+              seed: int = 0, draws: int = 1, device: str = "cpu") -> Predictions:
+    """Predictions of a run's model (its reported checkpoint, or its saved forest) for some regions.
+
+    ``root`` defaults to the run's own dataset root. A forest scores every parcel once (``seed``, ``draws`` and
+    ``level`` do not apply: it was fitted on one level's 5-day grid features).
+
+    Raises:
+        FileNotFoundError: no such run folder, or it has no checkpoint.
+        ValueError: a forest run that did not keep its forest, or a checkpoint that does not fit the data.
+    """
+    from cropcore.training import loop, runs
+
+    config = run_config(run_dir)
+    root = root or config.get("root")
+    if config.get("model") != loop.FOREST:
+        return score_checkpoint(checkpoint_of_run(run_dir), regions, root=root, level=level, seed=seed,
+                                draws=draws, device=device)
+    from cropcore.models.forest import load_forest
+
+    if not (Path(run_dir) / runs.FOREST).is_file():
+        raise ValueError(f"{run_dir} did not keep its forest; train it again with --save-forest")
+    trained_on = config.get("level", "L1C")
+    if level is not None and check_level(level) != trained_on:
+        raise ValueError(f"{run_dir}'s forest was fitted on level {trained_on}, it cannot score level {level}")
+    forest = load_forest(Path(run_dir) / runs.FOREST)
+    datasets = open_regions(regions, root=root, level=trained_on)
+    return Predictions.concatenate([loop.forest_predictions(forest, dataset) for dataset in datasets])

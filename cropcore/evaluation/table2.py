@@ -69,17 +69,22 @@ def long_table(scores: Scores, level: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _cell(value: float, std: float | None = None) -> str:
+def _cell(value: float, std: float | None = None, folds: int | None = None) -> str:
+    """'0.512', '0.512 ± 0.010', or with '(2 of 3 folds)' when a mean misses some folds."""
     if value is None or math.isnan(value):
         return "–"
-    return f"{value:.3f}" if std is None or math.isnan(std) else f"{value:.3f} ± {std:.3f}"
+    text = f"{value:.3f}" if std is None or math.isnan(std) else f"{value:.3f} ± {std:.3f}"
+    if folds is not None and folds < len(CROSS_REGIONS):
+        text += f" ({folds} of {len(CROSS_REGIONS)} folds)"
+    return text
 
 
 def _wide(table: pd.DataFrame, headers: Sequence[str], section: str, column: str, with_std: bool) -> pd.DataFrame:
-    """Rows = the four metrics, columns = models, cells formatted (with ± std when asked)."""
+    """Rows = the four metrics, columns = models, cells formatted (with ± std and missing folds when asked)."""
     part = table[table["section"] == section].set_index(["metric", "model"])
     cells = [
-        [_cell(part.loc[(metric, header), column], part.loc[(metric, header), "std"] if with_std else None)
+        [_cell(part.loc[(metric, header), column], *((part.loc[(metric, header), "std"],
+                                                      int(part.loc[(metric, header), "folds"])) if with_std else ()))
          for header in headers]
         for metric in PAPER_METRICS
     ]
@@ -87,16 +92,17 @@ def _wide(table: pd.DataFrame, headers: Sequence[str], section: str, column: str
 
 
 def blocks(scores: Scores, level: str) -> dict[str, pd.DataFrame]:
-    """Three wide tables (rows = metrics, columns = models): ours on FRH04, cross-evaluation, the paper."""
+    """Wide tables (rows = metrics, columns = models): ours on FRH04, the cross-evaluation (once a fold other than
+    FRH04 has run), the paper."""
     table = long_table(scores, level)
     headers = [COLUMNS.get(model, model) for model in _models(scores)]
     top = f"test {TOP_REGION}"
-    return {
-        f"{level}: trained on FRH01-03, tested on FRH04": _wide(table, headers, top, "value", False),
-        f"{level}: cross-evaluation, tested on FRH01, FRH02, FRH04 (mean ± std)":
-            _wide(table, headers, "cross-evaluation", "value", True),
-        f"{level}: the paper (Table 2, FRH04, real data)": _wide(table, headers, top, "paper", False),
-    }
+    tables = {f"{level}: trained on FRH01-03, tested on FRH04": _wide(table, headers, top, "value", False)}
+    if any(region != TOP_REGION for model in scores.values() for region in model):  # a cross-evaluation fold ran
+        tables[f"{level}: cross-evaluation, tested on FRH01, FRH02, FRH04 (mean ± std)"] = _wide(
+            table, headers, "cross-evaluation", "value", True)
+    tables[f"{level}: the paper (Table 2, FRH04, real data)"] = _wide(table, headers, top, "paper", False)
+    return tables
 
 
 def _markdown(frame: pd.DataFrame) -> str:

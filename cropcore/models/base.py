@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 
 import torch
@@ -46,13 +47,13 @@ class TimeSeriesClassifier(nn.Module):
     def check_positive_ints(self, **values: object) -> None:
         """Raise a ValueError naming the first hyperparameter that is not a positive integer."""
         for name, value in values.items():
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{type(self).__name__}: {name} must be a positive integer, got {value!r}")
 
     def check_dropout(self, dropout: float) -> None:
         """Raise a ValueError unless the dropout probability lies in [0, 1)."""
-        if not 0.0 <= float(dropout) < 1.0:
-            raise ValueError(f"{type(self).__name__}: dropout must be in [0, 1), got {dropout!r}")
+        if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"{type(self).__name__}: dropout must be a number in [0, 1), got {dropout!r}")
 
     def set_band_permutation(self, permutation: Sequence[int] | None) -> None:
         """Feed band ``permutation[j]`` of the caller's input as the network's band ``j`` (None: as given)."""

@@ -8,10 +8,14 @@ Input layout: ``(parcels, 71, bands)`` reflectance 0-1 from ``cropcore.data.grid
 observations linearly interpolated on 71 dates, every 5 days of 2017), or already flattened
 ``(parcels, 71 * bands)``. The estimator is a scikit-learn Pipeline (flatten, forest) behind a small
 estimator class, so ``get_params``/``set_params``/``clone``/grid search work as usual.
+
+``save_forest``/``load_forest`` keep a fitted forest in skops' format rather than a pickle: loading reads
+data and refuses any type a cropcore forest does not hold, so a planted file cannot run code.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -85,11 +89,13 @@ class RandomForest(ClassifierMixin, BaseEstimator):
 
     def predict(self, features: Any) -> np.ndarray:
         """Class ids (parcels,)."""
-        return self.pipeline_.predict(self._checked(features))
+        flat = self._checked(features)  # before pipeline_ is looked up: NotFittedError, not AttributeError
+        return self.pipeline_.predict(flat)
 
     def predict_proba(self, features: Any) -> np.ndarray:
         """Class probabilities (parcels, classes seen in fit), columns in ``classes_`` order."""
-        return self.pipeline_.predict_proba(self._checked(features))
+        flat = self._checked(features)
+        return self.pipeline_.predict_proba(flat)
 
     @property
     def feature_importances_(self) -> np.ndarray:
@@ -104,3 +110,47 @@ class RandomForest(ClassifierMixin, BaseEstimator):
             raise ValueError(f"features have {flat.shape[1]} values per parcel, the forest was fitted on "
                              f"{self.n_features_in_}")
         return flat
+
+
+#: The types a saved forest holds beyond those skops trusts by default; anything else is refused on load.
+_FOREST_TYPES: tuple[str, ...] = (
+    f"{__name__}.RandomForest",
+    f"{__name__}.flatten_features",
+    "sklearn.tree._tree.Tree",
+)
+
+
+def save_forest(forest: RandomForest, path: Path) -> None:
+    """Write a fitted forest in skops' format, atomically (a temporary file moved into place)."""
+    import skops.io
+
+    from cropcore.atomic import write_with
+
+    check_is_fitted(forest, "pipeline_")
+    write_with(Path(path), lambda temporary: skops.io.dump(forest, temporary))
+
+
+def load_forest(path: Path) -> RandomForest:
+    """A forest written by ``save_forest``.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: the file is not a saved forest, or holds types a forest never holds (not loaded).
+    """
+    import zipfile
+
+    import skops.io
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no saved forest at {path}")
+    try:
+        unexpected = sorted(set(skops.io.get_untrusted_types(file=path)) - set(_FOREST_TYPES))
+        if unexpected:
+            raise ValueError(f"{path} holds types a cropcore forest never holds, so it was not loaded: {unexpected}")
+        forest = skops.io.load(path, trusted=list(_FOREST_TYPES))
+    except (zipfile.BadZipFile, KeyError, OSError, TypeError) as error:
+        raise ValueError(f"{path} is not a forest saved by cropcore ({type(error).__name__}: {error})") from None
+    if not isinstance(forest, RandomForest):
+        raise ValueError(f"{path} holds a {type(forest).__name__}, not a cropcore RandomForest")
+    return forest

@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -149,7 +150,20 @@ def _circle_points(steps: int, left: int, right: int) -> int:
     return n + n % 2
 
 
-@functools.lru_cache(maxsize=64)
+def cached_tables(maxsize: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``functools.lru_cache`` for functions that build constant tensors, built outside inference mode: a
+    table first made under ``torch.inference_mode()`` would be an inference tensor, which no later training
+    step (of any network in the process) could save for backward."""
+    def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(function)
+        def build(*args: Any) -> Any:
+            with torch.inference_mode(False):
+                return function(*args)
+        return functools.lru_cache(maxsize=maxsize)(build)
+    return decorate
+
+
+@cached_tables(maxsize=64)
 def _fourier_tables(
     steps: int, out_steps: int, n: int, taps: int, left: int, stride: int, dtype: torch.dtype, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -22,13 +22,11 @@ window can read three steps, ``pool_rows`` returns None and the caller stretches
 
 from __future__ import annotations
 
-import functools
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cropcore.models.layers import fold_batch_norm
+from cropcore.models.layers import cached_tables, fold_batch_norm
 
 RESAMPLED_LENGTH = 512
 """The reference stretches every series to this many steps before the first convolution."""
@@ -38,7 +36,7 @@ STEM_BLOCK = 64
 """Parcels per block, so that a block's table stays in the CPU caches (64-256 measured)."""
 
 
-@functools.lru_cache(maxsize=16)
+@cached_tables(maxsize=16)
 def resample_index(steps: int) -> torch.Tensor:
     """Which original step each of the 512 stretched steps repeats: the indices of ``F.interpolate``'s
     nearest mode, which the reference uses."""
@@ -46,7 +44,7 @@ def resample_index(steps: int) -> torch.Tensor:
     return F.interpolate(positions, size=RESAMPLED_LENGTH, mode="nearest").view(-1).long()
 
 
-@functools.lru_cache(maxsize=16)
+@cached_tables(maxsize=16)
 def stem_rows(steps: int) -> torch.Tensor | None:
     """The table row of each of the 256 stem positions, or None where a window reads three steps.
 
@@ -63,7 +61,7 @@ def stem_rows(steps: int) -> torch.Tensor | None:
     return (first * STEM_KERNEL + on_first - 1).view(-1)
 
 
-@functools.lru_cache(maxsize=16)
+@cached_tables(maxsize=16)
 def pool_rows(steps: int) -> torch.Tensor | None:
     """(128, 3): the table rows of the three stem positions each max-pooled step reads (None: see
     ``stem_rows``). ``max_pool1d(3, stride 2, padding 1)``: output p reads positions 2p - 1, 2p, 2p + 1 that

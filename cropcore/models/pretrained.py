@@ -18,9 +18,11 @@ checkpoint is data, never code.
 from __future__ import annotations
 
 import os
+import pickle
 import re
-import tempfile
 import urllib.parse
+import warnings
+import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,7 +30,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from cropcore.constants import BANDS, REFERENCE_BAND_ORDER, SEQUENCE_LENGTH
+from cropcore.atomic import atomic_path
+from cropcore.constants import BANDS, REFERENCE_BAND_ORDER, SEQUENCE_LENGTH, check_level
 from cropcore.models.registry import ModelSpec, build, find_spec
 
 #: Marks a cropcore checkpoint (the run-folder contract).
@@ -98,8 +101,14 @@ def pretrained(
         ConnectionError: ``path`` is None and the official file cannot be downloaded.
     """
     spec = find_spec(name)
-    file = Path(path) if path is not None else _official_file(spec, progress=progress)
-    checkpoint = _read(file)
+    file = Path(path).expanduser() if path is not None else _official_file(spec, progress=progress)
+    try:
+        checkpoint = _read(file)
+    except CheckpointError as error:
+        if path is not None:
+            raise
+        file.unlink(missing_ok=True)  # a bad download (a proxy's error page, say) must not stay cached
+        raise CheckpointError(f"{error}; the downloaded copy was removed, so the next call fetches it again") from None
     if isinstance(checkpoint, Mapping) and checkpoint.get("format") == CHECKPOINT_FORMAT:
         model = _from_cropcore(spec, checkpoint, file)
     else:
@@ -128,11 +137,13 @@ def save_checkpoint(
         path: Destination file (parents are created).
         model: The network (a DistributedDataParallel wrapper is unwrapped); its ``input_dim``,
             ``num_classes`` and ``sequence_length`` are recorded.
-        name: Model name or alias; stored under its canonical name.
-        hparams: Hyperparameters the model was built with; missing ones are filled from the registry
-            defaults so the file is self-describing.
+        name: Model name or alias (of the network's own architecture); stored under its canonical name.
+        hparams: Hyperparameters the model was built with. None: those ``models.build`` recorded on it (else
+            the registry defaults); given ones must agree with them. All are stored, so the file is
+            self-describing.
         level: Processing level of the training data (``L1C``/``L2A``).
-        band_order: Band names in the order the network takes them (default: ``BANDS[level]``).
+        band_order: Band names in the order the network takes them (default: the level's bands, reordered
+            as the network's band permutation reorders them, e.g. an official checkpoint's).
         optimizer: An optimizer or its ``state_dict()``, for resuming training.
         epoch: Last completed epoch.
         extra: More plain-data entries (numbers, strings, lists, dicts, tensors); may not reuse the keys
@@ -140,24 +151,27 @@ def save_checkpoint(
 
     Returns:
         The path written.
+
+    Raises:
+        ValueError: another architecture than ``name``, hyperparameters or bands that do not describe the
+            network, or ``extra`` entries a data-only load could not read back.
     """
     spec = find_spec(name)
     network = getattr(model, "module", model)
     if not all(hasattr(network, key) for key in ("input_dim", "num_classes", "sequence_length")):
         raise TypeError(f"save_checkpoint needs a cropcore network, got {type(network).__name__}")
-    unknown = set(hparams or {}) - set(spec.hparams)
-    if unknown:
-        raise ValueError(f"{spec.name} has no hyperparameter(s) {sorted(unknown)}; valid: {sorted(spec.hparams)}")
+    if type(network).__name__ != spec.class_name:
+        raise ValueError(f"the network is a {type(network).__name__}, not a {spec.name}")
     payload: dict[str, Any] = {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
         "model": spec.name,
-        "hparams": {**spec.hparams, **dict(hparams or {})},
+        "hparams": _hparams_to_save(spec, network, hparams),
         "input_dim": int(network.input_dim),
         "num_classes": int(network.num_classes),
         "sequence_length": int(network.sequence_length),
-        "level": level,
-        "band_order": list(band_order) if band_order is not None else list(BANDS.get(level, ())),
+        "level": check_level(level),
+        "band_order": _band_order_to_save(network, check_level(level), band_order),
         "model_state": {key: value.detach().cpu() for key, value in network.state_dict().items()},
         "optimizer_state": optimizer.state_dict() if hasattr(optimizer, "state_dict") else optimizer,
         "epoch": epoch,
@@ -165,19 +179,16 @@ def save_checkpoint(
     clash = set(extra or {}) & set(payload)
     if clash:
         raise ValueError(f"extra entries may not replace the checkpoint's own keys {sorted(clash)}")
+    for key, value in (extra or {}).items():
+        _check_plain_data(value, f"extra[{key!r}]")
     payload.update(extra or {})
     destination = Path(path)
     destination.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
+    with atomic_path(destination) as temporary:
+        with open(temporary, "wb") as stream:
             torch.save(payload, stream)
             stream.flush()
             os.fsync(stream.fileno())
-        os.replace(temporary, destination)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
     return destination
 
 
@@ -186,8 +197,62 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     file = Path(path)
     checkpoint = _read(file)
     if not isinstance(checkpoint, Mapping) or checkpoint.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{file} is not a cropcore checkpoint (no 'format': '{CHECKPOINT_FORMAT}' entry)")
+        official = " (an official BreizhCrops file loads with models.pretrained(name, path))" if isinstance(
+            checkpoint, Mapping) and "model_state" in checkpoint else ""
+        raise CheckpointError(
+            f"{file} is not a cropcore checkpoint (no 'format': '{CHECKPOINT_FORMAT}' entry){official}")
+    _check_entries(checkpoint, file)
     return dict(checkpoint)
+
+
+def _hparams_to_save(spec: ModelSpec, network: nn.Module, given: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Every hyperparameter, so the file rebuilds the same network: those ``models.build`` recorded on it,
+    checked against any given."""
+    unknown = set(given or {}) - set(spec.hparams)
+    if unknown:
+        raise ValueError(f"{spec.name} has no hyperparameter(s) {sorted(unknown)}; valid: {sorted(spec.hparams)}")
+    built = getattr(network, "hparams", None)
+    resolved = {**spec.hparams, **dict(given or {})}
+    if built is None or given is None:
+        return dict(built or resolved)
+    differ = sorted(key for key in resolved if resolved[key] != built.get(key))
+    if differ:
+        raise ValueError(f"hparams {', '.join(f'{key}={resolved[key]!r}' for key in differ)} differ from those the "
+                         f"network was built with ({', '.join(f'{key}={built.get(key)!r}' for key in differ)})")
+    return dict(built)
+
+
+def _band_order_to_save(network: nn.Module, level: str, band_order: Sequence[str] | None) -> list[str]:
+    """The bands in the order the network takes them: given, else the level's order as the network's band
+    permutation rearranges it (an official checkpoint's reference order stays with its weights)."""
+    ours = BANDS[level]
+    if band_order is None:
+        permutation = getattr(network, "band_permutation", None)
+        if len(ours) != network.input_dim:
+            raise ValueError(f"the network takes {network.input_dim} bands but level {level} has {len(ours)}; "
+                             f"pass band_order")
+        return [ours[index] for index in permutation.tolist()] if permutation is not None else list(ours)
+    order = list(band_order)
+    if len(order) != network.input_dim or len(set(order)) != len(order):
+        raise ValueError(f"band_order must name {network.input_dim} different bands, got {order}")
+    return order
+
+
+def _check_plain_data(value: Any, where: str) -> None:
+    """Raise unless ``value`` is what ``torch.load(weights_only=True)`` reads back (no numpy, no objects)."""
+    if value is None or type(value) in (bool, int, float, str) or isinstance(value, torch.Tensor):
+        return  # exact types: numpy's float64 is a float, but the data-only loader refuses it
+    if isinstance(value, (list, tuple)):
+        for position, item in enumerate(value):
+            _check_plain_data(item, f"{where}[{position}]")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_plain_data(key, f"{where} key")
+            _check_plain_data(item, f"{where}[{key!r}]")
+        return
+    raise ValueError(f"{where} is a {type(value).__name__}: a checkpoint holds only tensors and plain data "
+                     f"(None, bool, int, float, str, lists, tuples, dicts), so it could not be loaded back")
 
 
 def official_url(name: str, base_url: str | None = None) -> str:
@@ -233,15 +298,37 @@ def _official_file(spec: ModelSpec, *, progress: bool) -> Path:
 
 
 def _read(file: Path) -> Any:
+    if file.is_dir():
+        raise CheckpointError(f"{file} is a folder, not a checkpoint file")
     if not file.is_file():
         raise FileNotFoundError(f"checkpoint {file} does not exist")
     try:
-        return torch.load(file, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about the pickle protocol of files it then refuses
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(file, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises pickle, zip, runtime and EOF errors for bad files
-        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(
-            f"{file} is not a readable PyTorch checkpoint (or holds more than plain data): {detail}"
-        ) from error
+        raise CheckpointError(f"{file} is not a readable PyTorch checkpoint: {_unreadable(file, error)}") from None
+
+
+def _unreadable(file: Path, error: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, in words (torch's own messages advise turning
+    ``weights_only`` off, which a data-only loader never does)."""
+    text = str(error).strip()
+    if isinstance(error, EOFError) or file.stat().st_size == 0:
+        return "the file is empty or cut short"
+    if "central directory" in text:
+        return "the archive is damaged or cut short"
+    archive = zipfile.is_zipfile(file)
+    with open(file, "rb") as stream:
+        pickled = stream.read(1) == b"\x80"  # torch's legacy format: a pickle (protocol 2+) stream
+    if not archive and not pickled:
+        return "it is not a file torch.save writes (a zip archive)"
+    if isinstance(error, pickle.UnpicklingError) and "weights only" in text.lower():
+        return ("it holds Python objects besides tensors and plain data (numbers, strings, lists, dicts), "
+                "and checkpoints are only ever loaded as data")
+    if "inline_container" in text:
+        return "a zip archive, but not one torch.save wrote"
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _state_of(checkpoint: Any, file: Path) -> dict[str, torch.Tensor]:
@@ -271,11 +358,19 @@ def _from_official(spec: ModelSpec, checkpoint: Any, file: Path) -> nn.Module:
     return model
 
 
-def _from_cropcore(spec: ModelSpec, checkpoint: Mapping[str, Any], file: Path) -> nn.Module:
+def _check_entries(checkpoint: Mapping[str, Any], file: Path) -> None:
+    """The entries every cropcore checkpoint has (a file edited by hand may lack some)."""
     missing = [key for key in ("model", "hparams", "input_dim", "num_classes", "sequence_length", "model_state")
                if key not in checkpoint]
     if missing:
         raise CheckpointError(f"{file} is a cropcore checkpoint without {', '.join(missing)}")
+    for key in ("input_dim", "num_classes", "sequence_length"):
+        if isinstance(checkpoint[key], bool) or not isinstance(checkpoint[key], int) or checkpoint[key] < 1:
+            raise CheckpointError(f"{file}: '{key}' must be a positive integer, got {checkpoint[key]!r}")
+
+
+def _from_cropcore(spec: ModelSpec, checkpoint: Mapping[str, Any], file: Path) -> nn.Module:
+    _check_entries(checkpoint, file)
     stored = find_spec(str(checkpoint["model"]))
     if stored.name != spec.name:
         raise CheckpointError(f"{file} holds a {stored.name} checkpoint, not a {spec.name} one")

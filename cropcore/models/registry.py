@@ -136,4 +136,6 @@ def build(name: str, *, input_dim: int, num_classes: int, sequence_length: int, 
     if unknown:
         raise TypeError(f"{spec.name} takes no hyperparameter(s) {sorted(unknown)}; valid: {sorted(spec.hparams)}")
     cls = getattr(importlib.import_module(f"cropcore.models.{spec.module}"), spec.class_name)
-    return cls(input_dim, num_classes, sequence_length, **{**spec.hparams, **hparams})
+    network = cls(input_dim, num_classes, sequence_length, **{**spec.hparams, **hparams})
+    network.hparams = {**spec.hparams, **hparams}  # what save_checkpoint records: the file rebuilds this network
+    return network

@@ -9,11 +9,12 @@ report the last epoch, so nothing is ever chosen on an evaluation test region.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -24,9 +25,9 @@ import torch.nn.functional as F
 from torch import nn
 
 import cropcore
-from cropcore.constants import BANDS, CLASSES, SEQUENCE_LENGTH, check_level
+from cropcore.constants import BANDS, CLASSES, SEQUENCE_LENGTH, check_device, check_level
 from cropcore.data import layout
-from cropcore.evaluation.inference import Predictions, data_root, predict
+from cropcore.evaluation.inference import Predictions, data_root, open_regions, predict
 from cropcore.evaluation.metrics import region_report
 from cropcore.training import checkpoint, distributed, protocol, runs
 from cropcore.training.cuda_graphs import TrainingForward
@@ -34,8 +35,6 @@ from cropcore.training.distributed import Distributed
 
 #: Name of the Random Forest in ``--model`` (it is not a network of the registry).
 FOREST = "RandomForest"
-#: The paper's forest (section 4.1.1); overridable through ``hparams``.
-FOREST_DEFAULTS: dict[str, Any] = {"n_estimators": 500, "max_depth": 25, "max_features": "sqrt"}
 #: When set to a folder, every rank appends the parcel ids of each training batch to rank<r>.txt there
 #: (a diagnostic used by the DDP test to prove the shards are disjoint).
 SHARD_LOG_ENV = "CROPCORE_SHARD_LOG"
@@ -46,8 +45,9 @@ _TERMINATED = threading.Event()  # set by SIGTERM (see stop_on_sigterm)
 class NonFiniteLossError(ValueError):
     """The loss became NaN or infinite: training cannot recover, so the run stops and is marked failed."""
 
-    def __init__(self, epoch: int, batch: int, value: float) -> None:
-        super().__init__(f"non-finite training loss ({value}) at epoch {epoch}, batch {batch}")
+    def __init__(self, epoch: int, batch: int | None, value: float, what: str = "training loss") -> None:
+        where = f"epoch {epoch}, batch {batch}" if batch is not None else f"epoch {epoch}"
+        super().__init__(f"non-finite {what} ({value}) at {where}")
         self.epoch, self.batch = epoch, batch
 
 
@@ -117,7 +117,8 @@ def resolve_config(model: str, **settings: Any) -> TrainConfig:
     settings = {key: value for key, value in settings.items() if value is not None}
     settings["level"] = check_level(settings.get("level", "L1C"))
     settings["mode"] = protocol.fold(settings.get("mode", "evaluation1")).mode
-    settings["root"] = str(data_root(settings.get("root")))
+    settings["root"] = str(data_root(settings.get("root")).absolute())  # re-scoring works from any folder
+    settings["device"] = check_device(settings.get("device", "cpu"))
     settings["hparams"] = dict(settings.get("hparams") or {})
     if model.lower() == FOREST.lower():
         _check_forest_settings(settings)
@@ -127,6 +128,8 @@ def resolve_config(model: str, **settings: Any) -> TrainConfig:
         unknown = set(settings["hparams"]) - set(spec.hparams)
         if unknown:
             raise ValueError(f"{spec.name} has no hyperparameter(s) {sorted(unknown)}; valid: {sorted(spec.hparams)}")
+        if settings.get("save_forest"):
+            raise ValueError(f"save_forest applies to {FOREST} only; {spec.name} saves its checkpoint anyway")
         defaults = {"epochs": spec.epochs, "learning_rate": spec.learning_rate, "weight_decay": spec.weight_decay}
         config = TrainConfig(model=spec.name, **{**defaults, **settings})
     _validate(config)
@@ -140,7 +143,12 @@ def _check_forest_settings(settings: Mapping[str, Any]) -> None:
         ignored.append("epochs")
     if ignored:
         raise ValueError(f"{FOREST} takes no {', '.join(ignored)} (it is not trained by gradient descent)")
-    valid = {*FOREST_DEFAULTS, "n_jobs", "class_weight"}
+    if settings.get("test_draws", 1) != 1:
+        raise ValueError(f"{FOREST} takes no test_draws: it scores the 5-day grid features of every date, "
+                         f"not a random draw of 45")
+    from cropcore.models.forest import RandomForest
+
+    valid = set(RandomForest().get_params()) - {"random_state"}  # the run's seed sets it
     unknown = set(settings["hparams"]) - valid
     if unknown:
         raise ValueError(f"{FOREST} has no hyperparameter(s) {sorted(unknown)}; valid: {sorted(valid)}")
@@ -156,15 +164,18 @@ def _find_spec(model: str):
 
 
 def _validate(config: TrainConfig) -> None:
+    check_device(config.device)
     for name in ("epochs", "batch_size", "test_draws", "sequence_length"):
         value = getattr(config, name)
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if not isinstance(config.seed, int) or not 0 <= config.seed < 2**63:
+        raise ValueError(f"seed must be an integer from 0 to 2**63 - 1, got {config.seed!r}")
     if not config.is_forest:
-        if not (config.learning_rate and config.learning_rate > 0):
-            raise ValueError(f"learning_rate must be positive, got {config.learning_rate!r}")
-        if config.weight_decay is None or not config.weight_decay >= 0:
-            raise ValueError(f"weight_decay must be zero or positive, got {config.weight_decay!r}")
+        if not (config.learning_rate and 0 < config.learning_rate < math.inf):
+            raise ValueError(f"learning_rate must be positive and finite, got {config.learning_rate!r}")
+        if config.weight_decay is None or not 0 <= config.weight_decay < math.inf:
+            raise ValueError(f"weight_decay must be zero or positive and finite, got {config.weight_decay!r}")
 
 
 def config_record(config: TrainConfig, simulated: bool) -> dict[str, Any]:
@@ -186,20 +197,23 @@ def config_record(config: TrainConfig, simulated: bool) -> dict[str, Any]:
 
 def config_from_record(record: Mapping[str, Any], **changes: Any) -> TrainConfig:
     """Rebuild a TrainConfig from config.json (extra keys ignored), with ``changes`` applied."""
+    if not isinstance(record, Mapping):
+        raise ValueError(f"a run's {runs.CONFIG} must hold an object, got {type(record).__name__}")
     names = {item.name for item in fields(TrainConfig)}
-    config = replace(TrainConfig(**{key: value for key, value in record.items() if key in names}),
-                     **{key: value for key, value in changes.items() if value is not None})
+    changes = {key: value for key, value in changes.items() if value is not None}
+    if "device" in changes:
+        changes["device"] = check_device(changes["device"])
+    config = replace(TrainConfig(**{key: value for key, value in record.items() if key in names}), **changes)
     _validate(config)
     return config
 
 
-def _datasets(config: TrainConfig):
-    from cropcore.data import BreizhCrops
-
+def _datasets(config: TrainConfig) -> tuple[list, list]:
+    """The training and test regions of the run's fold (``open_regions``' errors)."""
     split = protocol.fold(config.mode)
-    open_region = lambda region: BreizhCrops(region, root=config.root, level=config.level,  # noqa: E731
-                                             sequence_length=config.sequence_length)
-    return [open_region(region) for region in split.train], [open_region(split.test)]
+    opened = open_regions([*split.train, split.test], root=config.root, level=config.level,
+                          sequence_length=config.sequence_length)
+    return opened[:-1], opened[-1:]
 
 
 # --------------------------------------------------------------------------------------------- the run
@@ -225,16 +239,17 @@ def train(config: TrainConfig, *, resume: Path | None = None, hooks: Hooks | Non
     try:
         if config.is_forest and context.enabled:
             raise ValueError(f"{FOREST} runs in one process (it uses every core itself); do not start it with torchrun")
-        run_dir = _open_run_dir(config, resume, context)
-        status = None
-        if context.is_main:
-            start = checkpoint.load_checkpoint(run_dir / runs.CHECKPOINT)["epoch"] if resume else 0
-            status = runs.StatusWriter(run_dir, config.epochs, start_epoch=start)
+        # what a user can get wrong (data, hyperparameters, the run to resume) fails before a run folder is made
+        datasets = _datasets(config)
+        network = None if config.is_forest else _build_network(config, device)
+        run_dir, start = _open_run_dir(config, resume, context)
+        status = runs.StatusWriter(run_dir, config.epochs, start_epoch=start) if context.is_main else None
         try:
             if config.is_forest:
-                metrics = _fit_forest(config, run_dir, status)
+                metrics = _fit_forest(config, datasets, run_dir, status)
             else:
-                metrics = _fit_network(config, run_dir, status, device, context, resume is not None, hooks or Hooks())
+                metrics = _fit_network(config, datasets, network, run_dir, status, device, context, resume is not None,
+                                       hooks or Hooks())
         except Cancelled:
             if status:
                 status.finish("cancelled")
@@ -255,21 +270,51 @@ def train(config: TrainConfig, *, resume: Path | None = None, hooks: Hooks | Non
         distributed.teardown(context)
 
 
-def _open_run_dir(config: TrainConfig, resume: Path | None, context: Distributed) -> Path:
-    """Rank 0 creates (or reopens) the folder and writes config.json; every rank learns its path."""
+def _open_run_dir(config: TrainConfig, resume: Path | None, context: Distributed) -> tuple[Path, int]:
+    """Rank 0 creates (or reopens) the folder and writes config.json; every rank learns its path and the
+    epochs already completed."""
     if resume is not None:
         run_dir = Path(resume)
-        if not (run_dir / runs.CHECKPOINT).is_file():
-            raise FileNotFoundError(f"cannot resume {run_dir}: it has no {runs.CHECKPOINT}")
+        start = _resumable_epoch(run_dir, config)
         if context.is_main:
-            (run_dir / runs.CANCEL).unlink(missing_ok=True)
+            # the final results of the run so far no longer describe the model once it trains on
+            for name in (runs.CANCEL, runs.METRICS, runs.PREDICTIONS):
+                (run_dir / name).unlink(missing_ok=True)
             runs.write_json(run_dir / runs.CONFIG, config_record(config, layout.is_simulated(config.root)))
-        return run_dir
+        return run_dir, start
     path = None
     if context.is_main:
         path = runs.create_run_dir(Path(config.out), config.model, config.level, config.mode, config.run_name)
         runs.write_json(path / runs.CONFIG, config_record(config, layout.is_simulated(config.root)))
-    return Path(distributed.broadcast_object(str(path) if path else None, context))
+    return Path(distributed.broadcast_object(str(path) if path else None, context)), 0
+
+
+def _resumable_epoch(run_dir: Path, config: TrainConfig) -> int:
+    """The epochs a run has completed, once it is sure it can go on to ``config.epochs`` (nothing is changed
+    before: a refused resume leaves the run as it was).
+
+    Raises:
+        ValueError: the run is still training, its checkpoint is unreadable or of another model, or it has
+            already trained as many epochs as asked for (or more).
+        FileNotFoundError: it never completed an epoch (no checkpoint to go on from).
+    """
+    status = runs.read_status(run_dir)
+    if status["state"] == "running":
+        raise ValueError(f"cannot resume {run_dir}: it is still training (pid {status.get('pid')}); cancel it first")
+    if config.is_forest:
+        raise ValueError(f"cannot resume {run_dir}: a {FOREST} is fitted in one go; start it again")
+    if not (run_dir / runs.CHECKPOINT).is_file():
+        raise FileNotFoundError(f"cannot resume {run_dir}: it has no {runs.CHECKPOINT} (it stopped before its first "
+                                f"epoch ended); start it again")
+    payload = checkpoint.load_checkpoint(run_dir / runs.CHECKPOINT)
+    if payload["model"] != config.model:
+        raise ValueError(f"cannot resume {run_dir}: its {runs.CHECKPOINT} holds a {payload['model']}, its "
+                         f"{runs.CONFIG} says {config.model}")
+    completed = int(payload["epoch"])
+    if completed > config.epochs or (completed == config.epochs and status["state"] == "done"):
+        raise ValueError(f"cannot resume {run_dir}: it has trained {completed} of {config.epochs} epochs; "
+                         f"pass --epochs above {completed} to train on")
+    return completed
 
 
 def _epoch_seed(config: TrainConfig, epoch: int, rank: int) -> int:
@@ -277,16 +322,26 @@ def _epoch_seed(config: TrainConfig, epoch: int, rank: int) -> int:
     return (config.seed * 1_000_003 + epoch * 7_919 + rank * 104_729) % (2**63 - 1)
 
 
-def _fit_network(config: TrainConfig, run_dir: Path, status: runs.StatusWriter | None, device: str,
-                 context: Distributed, resuming: bool, hooks: Hooks) -> dict[str, Any] | None:
-    """Epoch loop of a network; returns metrics.json content (rank 0) after writing the final files."""
+def _build_network(config: TrainConfig, device: str) -> nn.Module:
+    """The run's network, its initial weights drawn from the run's seed (hyperparameter errors name the value)."""
     from cropcore import models
+
+    torch.manual_seed(config.seed)
+    try:
+        network = models.build(config.model, input_dim=len(BANDS[config.level]), num_classes=len(CLASSES),
+                               sequence_length=config.sequence_length, **dict(config.hparams))
+    except TypeError as error:  # a hyperparameter of the wrong type
+        raise ValueError(f"{config.model}: {error}") from None
+    return network.to(device)
+
+
+def _fit_network(config: TrainConfig, datasets: tuple[list, list], network: nn.Module, run_dir: Path,
+                 status: runs.StatusWriter | None, device: str, context: Distributed, resuming: bool,
+                 hooks: Hooks) -> dict[str, Any] | None:
+    """Epoch loop of a network; returns metrics.json content (rank 0) after writing the final files."""
     from cropcore.data import Batches
 
-    train_sets, test_sets = _datasets(config)
-    torch.manual_seed(config.seed)
-    network = models.build(config.model, input_dim=len(BANDS[config.level]), num_classes=len(CLASSES),
-                           sequence_length=config.sequence_length, **dict(config.hparams)).to(device)
+    train_sets, test_sets = datasets
     on_cuda = device.startswith("cuda")
     if on_cuda:
         torch.backends.cudnn.benchmark = True  # fixed batch shapes: pick the fastest convolution once
@@ -314,6 +369,8 @@ def _fit_network(config: TrainConfig, run_dir: Path, status: runs.StatusWriter |
                                   hooks, epoch_seconds)
         scored = predict(network, test_sets, seed=config.seed, draws=1, device=device, context=context)
         row = _log_row(epoch, train_loss, scored, time.perf_counter() - began)
+        if not math.isfinite(row["test_loss"]):  # the epoch's last update (its loss was finite) broke the weights
+            raise NonFiniteLossError(epoch, None, row["test_loss"], "test loss (the network's outputs)")
         log_rows.append(row)
         epoch_seconds.append(row["seconds"])
         if selects_best and row["test_loss"] < best["test_loss"]:
@@ -465,6 +522,41 @@ def stop_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, _on_sigterm)
 
 
+def _raise_cancelled(signum: int, frame: object) -> None:
+    raise Cancelled()
+
+
+@contextlib.contextmanager
+def _stoppable(run_dir: Path) -> Iterator[None]:
+    """Let SIGTERM or the cancel file stop a long call that never returns to the training loop (a forest's
+    fit): SIGTERM raises ``Cancelled`` in the main thread, and a watcher thread turns the cancel file into a
+    SIGTERM. Outside the main thread (no signal handlers there) the call runs to its end."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    finished = threading.Event()
+
+    def watch() -> None:
+        while not finished.wait(0.5):
+            if _stop_wanted(run_dir):
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+
+    previous = signal.signal(signal.SIGTERM, _raise_cancelled)
+    watcher = threading.Thread(target=watch, name="cancel-watcher", daemon=True)
+    watcher.start()
+    try:
+        if _TERMINATED.is_set():
+            raise Cancelled()
+        yield
+    finally:
+        finished.set()
+        watcher.join()
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _shard_log(context: Distributed):
     folder = os.environ.get(SHARD_LOG_ENV)
     if not folder:
@@ -503,18 +595,20 @@ def write_results(run_dir: Path, predictions: Predictions, *, epoch: int, mode: 
 # ------------------------------------------------------------------------------------------- the forest
 
 
-def _fit_forest(config: TrainConfig, run_dir: Path, status: runs.StatusWriter | None) -> dict[str, Any]:
+def _fit_forest(config: TrainConfig, datasets: tuple[list, list], run_dir: Path,
+                status: runs.StatusWriter | None) -> dict[str, Any]:
     """Grid features -> forest fit on the training regions -> probabilities on the test region."""
     began = time.perf_counter()
-    train_sets, test_sets = _datasets(config)
+    train_sets, test_sets = datasets
     train_features, train_labels = _forest_inputs(train_sets)
     estimator = _forest(config)
-    estimator.fit(train_features, train_labels)
+    with _stoppable(run_dir):
+        estimator.fit(train_features, train_labels)
     scored = Predictions.concatenate([forest_predictions(estimator, dataset) for dataset in test_sets])
     if config.save_forest:
-        import joblib
+        from cropcore.models.forest import save_forest
 
-        runs.write_with(run_dir / runs.FOREST, lambda temporary: joblib.dump(estimator, temporary))
+        save_forest(estimator, run_dir / runs.FOREST)
     runs.write_log(run_dir / runs.LOG, [_log_row(1, float("nan"), scored, time.perf_counter() - began)])
     if status:
         status.write(epoch=1, eta_seconds=0.0)
@@ -526,7 +620,8 @@ def forest_predictions(estimator, dataset) -> Predictions:
     """A fitted forest's class probabilities for every parcel of one region (all nine class columns)."""
     features, labels = _forest_inputs([dataset])
     probabilities = np.zeros((len(labels), len(CLASSES)), np.float32)
-    probabilities[:, _forest_classes(estimator)] = estimator.predict_proba(features)
+    # a class absent from training has no column
+    probabilities[:, np.asarray(estimator.classes_, dtype=np.int64)] = estimator.predict_proba(features)
     ids = dataset.index["id"].to_numpy(np.int64)
     return Predictions(ids, np.full(len(ids), dataset.region, dtype=object), labels, probabilities)
 
@@ -542,20 +637,8 @@ def _forest_inputs(datasets) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _forest(config: TrainConfig):
-    """The models package's forest with the paper's settings, overridden by ``hparams``."""
-    settings = {**FOREST_DEFAULTS, **dict(config.hparams)}
-    try:
-        from cropcore.models.forest import RandomForest
-    except ImportError:
-        from sklearn.ensemble import RandomForestClassifier
+    """The models package's forest (the paper's settings), with the run's ``hparams`` and seed."""
+    from cropcore.models.forest import RandomForest
 
-        return RandomForestClassifier(**settings, n_jobs=-1, random_state=config.seed)
-    return RandomForest(**settings, random_state=config.seed)
+    return RandomForest(**dict(config.hparams), random_state=config.seed)
 
-
-def _forest_classes(estimator) -> np.ndarray:
-    """Class ids of predict_proba's columns (a class absent from training has no column)."""
-    classes = getattr(estimator, "classes_", None)
-    if classes is None and hasattr(estimator, "steps"):
-        classes = estimator.steps[-1][1].classes_
-    return np.asarray(classes, dtype=np.int64)

@@ -4,9 +4,9 @@ Layout of ``runs/<run_id>/``: ``config.json``, ``status.json``, ``log.csv``, ``c
 state, for resuming), ``best.pt`` (validation mode: the kept epoch), ``metrics.json``,
 ``predictions.parquet`` and, while asked to stop, an empty ``cancel`` file.
 
-Every file is written to a temporary name in the same folder and moved into place with ``os.replace``,
-so a reader (or a crash) never sees half a file. ``read_status`` turns a "running" run whose process has
-died into "failed", so a killed run never looks alive forever.
+Every file is written to a temporary name in the same folder and moved into place (``cropcore.atomic``,
+whose ``write_with`` and ``write_bytes`` this module re-exports), so a reader (or a crash) never sees half a file. ``read_status``
+turns a "running" run whose process has died into "failed", so a killed run never looks alive forever.
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ import io
 import json
 import os
 import re
-import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from cropcore.atomic import write_bytes, write_with  # noqa: F401 (write_with: re-exported)
 
 CONFIG = "config.json"
 STATUS = "status.json"
@@ -31,7 +32,7 @@ BEST = "best.pt"
 METRICS = "metrics.json"
 PREDICTIONS = "predictions.parquet"
 CANCEL = "cancel"
-FOREST = "forest.joblib"
+FOREST = "forest.skops"
 
 STATES: tuple[str, ...] = ("running", "done", "failed", "cancelled")
 LOG_COLUMNS: tuple[str, ...] = (
@@ -45,46 +46,21 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-@contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success move it into place atomically.
-
-    The temporary file keeps the target's suffix so writers that look at it (GeoPackage) still work.
-    """
-    path = Path(path)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(handle)
-    try:
-        yield Path(temporary)
-        os.replace(temporary, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-
-
-def write_bytes(path: Path, data: bytes) -> None:
-    """Write bytes atomically."""
-    with atomic_path(path) as temporary:
-        with open(temporary, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-
-
 def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically (indented, UTF-8)."""
     write_bytes(path, (json.dumps(data, indent=2, ensure_ascii=False, allow_nan=True) + "\n").encode())
 
 
 def read_json(path: Path) -> Any:
-    """Read a JSON file."""
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    """Read a JSON file.
 
-
-def write_with(path: Path, writer: Callable[[Path], None]) -> None:
-    """Let ``writer(temporary_path)`` write a file (torch.save, parquet, GeoPackage), then move it in place."""
-    with atomic_path(path) as temporary:
-        writer(temporary)
+    Raises:
+        ValueError: the file is not valid JSON (the message names it).
+    """
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from None
 
 
 def write_log(path: Path, rows: list[Mapping[str, Any]]) -> None:
