@@ -267,12 +267,13 @@ def score_run(run_dir: Path, regions: Sequence[str], *, root: str | Path | None 
               seed: int = 0, draws: int = 1, device: str = "cpu") -> Predictions:
     """Predictions of a run's model (its reported checkpoint, or its saved forest) for some regions.
 
-    ``root`` defaults to the run's own dataset root. A forest scores every parcel once (``seed``, ``draws`` and
-    ``level`` do not apply: it was fitted on one level's 5-day grid features).
+    ``root`` defaults to the run's own dataset root. A forest scores every parcel once from its 5-day grid
+    features (``seed`` and ``draws`` do not apply), on the level it was fitted on.
 
     Raises:
         FileNotFoundError: no such run folder, or it has no checkpoint.
-        ValueError: a forest run that did not keep its forest, or a checkpoint that does not fit the data.
+        ValueError: a forest run that did not keep its forest or is asked for another level, or a checkpoint
+            that does not fit the data.
     """
     from cropcore.training import loop, runs
 
