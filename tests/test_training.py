@@ -202,8 +202,9 @@ def test_resume_is_refused_when_it_cannot_go_on(finished_run: Path, sim_root: Pa
         return capsys.readouterr().err
 
     assert "--batch-size, --seed cannot change them" in refused("--batch-size", "8", "--seed", "3")
-    assert "it has trained 2 of 1 epochs" in refused("--epochs", "1")
-    assert "it has trained 2 of 2 epochs; pass --epochs above 2" in refused()
+    assert "--seed cannot change them" in refused("--seed", "0")  # a zero is a value too
+    assert "it has already trained 2 epochs (asked for 1)" in refused("--epochs", "1")
+    assert "pass --epochs above 2 to train on" in refused()
     assert "--threads must be a positive integer" in refused("--threads", "0")
     runs.write_json(run_dir / runs.STATUS, {**runs.read_json(run_dir / runs.STATUS), "state": "running",
                                            "pid": os.getpid()})
@@ -214,6 +215,28 @@ def test_resume_is_refused_when_it_cannot_go_on(finished_run: Path, sim_root: Pa
     (run_dir / runs.CHECKPOINT).write_bytes(before[runs.CHECKPOINT][:1000])
     before[runs.CHECKPOINT] = (run_dir / runs.CHECKPOINT).read_bytes()
     assert "is not a readable PyTorch checkpoint" in refused("--epochs", "3")
+    # the same model with other shapes: refused before the folder changes, not half way through the resume
+    from cropcore import models
+
+    other = models.build("TempCNN", input_dim=13, num_classes=9, sequence_length=45, hidden_dims=8)
+    models.save_checkpoint(run_dir / runs.CHECKPOINT, other, "TempCNN", epoch=2)
+    before[runs.CHECKPOINT] = (run_dir / runs.CHECKPOINT).read_bytes()
+    assert "does not fit the network its config.json describes" in refused("--epochs", "3")
+
+
+def test_forest_settings_are_checked_before_a_run_folder(sim_root: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "runs"
+    assert main(["train", "--model", "RandomForest", "--root", str(sim_root), "--out", str(out), "--hparam",
+                 "n_estimators=0"]) == 2
+    assert "'n_estimators' parameter" in capsys.readouterr().err and not out.exists()
+
+
+def test_predict_run_scores_with_the_runs_own_draws(sim_root: Path, tmp_path: Path) -> None:
+    run = train(tiny(sim_root, tmp_path, seed=5, epochs=1, test_draws=2))
+    assert main(["predict", "--run", str(run.run_dir), "--region", "frh04", "--out", str(tmp_path / "p.parquet")]) == 0
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "p.parquet"),
+                                  pd.read_parquet(run.run_dir / runs.PREDICTIONS))
 
 
 def test_a_class_mapping_with_other_classes_is_refused(sim_root: Path, tmp_path: Path,
@@ -340,7 +363,7 @@ def test_evaluate_run_options(finished_run: Path, sim_root: Path, tmp_path: Path
     assert list(regions) == ["frh04"] and regions["frh04"]["parcels"] == len(BreizhCrops("frh04", root=sim_root))
     # options that only apply when scoring again are refused without --region
     assert main(["evaluate", "--run", str(finished_run), "--seed", "3"]) == 2
-    assert "--seed only apply when scoring again" in capsys.readouterr().err
+    assert "--seed applies only when scoring again" in capsys.readouterr().err
     assert main(["evaluate", "--run", str(tmp_path / "nowhere")]) == 2
     assert "no run folder" in capsys.readouterr().err
     assert main(["evaluate", "--checkpoint", str(finished_run / "checkpoint.pt"), "--region", "frh04",

@@ -41,7 +41,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     from cropcore.constants import check_device, check_region
     from cropcore.data import layout
     from cropcore.evaluation.inference import (
-        Predictions, checkpoint_of_run, data_root, run_config, score_checkpoint, score_run,
+        Predictions, checkpoint_of_run, data_root, draw_settings, run_config, score_checkpoint, score_run,
     )
     from cropcore.training import checkpoint, runs
     from cropcore.training.loop import FOREST
@@ -52,7 +52,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     if args.run is not None and not regions:
         given = [f"--{name.replace('_', '-')}" for name in _SCORING_OPTIONS if getattr(args, name) is not None]
         if given:
-            raise ValueError(f"{', '.join(given)} only apply when scoring again: add --region")
+            raise ValueError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} only when scoring "
+                             f"again: add --region")
         path = args.run / runs.PREDICTIONS
         if not path.is_file():  # not finished (a resumed run drops the results of its earlier end)
             state = runs.read_status(args.run)["state"]
@@ -69,8 +70,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         seen = [region for region in regions if region in config.get("train_regions", [])]
         if seen:
             print(f"warning: the run trained on {', '.join(seen)}: scores there are not a test", file=sys.stderr)
-        draws = args.test_draws or config.get("test_draws") or 1
-        seed = config.get("seed", 0) if args.seed is None else args.seed
+        seed, draws = draw_settings(args.seed, args.test_draws, config)
         root = data_root(args.root or config.get("root"))
         predictions = score_run(args.run, regions, root=root, level=args.level, seed=seed, draws=draws,
                                 device=args.device)
@@ -79,7 +79,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     else:
         if not regions:
             raise ValueError("--checkpoint needs at least one --region (e.g. --region frh04)")
-        draws, seed, root = args.test_draws or 1, args.seed or 0, data_root(args.root)
+        (seed, draws), root = draw_settings(args.seed, args.test_draws), data_root(args.root)
         predictions = score_checkpoint(args.checkpoint, regions, root=root, level=args.level, seed=seed,
                                        draws=draws, device=args.device)
         source, epoch = str(args.checkpoint), checkpoint.load_checkpoint(args.checkpoint).get("epoch")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -198,6 +198,23 @@ def run_config(run_dir: Path) -> dict[str, Any]:
 def run_root(run_dir: Path) -> str | None:
     """The dataset root a run was trained on (its config.json), so re-scoring reads the same data."""
     return run_config(run_dir).get("root")
+
+
+def draw_settings(seed: int | None, draws: int | None, config: Mapping[str, Any] | None = None) -> tuple[int, int]:
+    """The seed and number of test draws to score with: those given (``--seed``, ``--test-draws``), else a
+    run's own (so re-scoring a run reproduces its scores), else 0 and 1.
+
+    Raises:
+        ValueError: naming the option that is out of range.
+    """
+    config = config or {}
+    seed = int(config.get("seed", 0)) if seed is None else seed
+    draws = int(config.get("test_draws", 1)) if draws is None else draws
+    if seed < 0:
+        raise ValueError(f"--seed must be zero or positive, got {seed}")
+    if draws < 1:
+        raise ValueError(f"--test-draws must be at least 1, got {draws}")
+    return seed, draws
 
 
 def checkpoint_of_run(run_dir: Path) -> Path:

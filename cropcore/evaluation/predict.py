@@ -23,8 +23,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output file: .parquet, or .gpkg with geometries")
     parser.add_argument("--level", help="L1C or L2A (default: the checkpoint's)")
     parser.add_argument("--root", help="dataset root (default: the run's, else the simulated demo)")
-    parser.add_argument("--test-draws", type=int, default=1, help="average probabilities over K seeded draws")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--test-draws", type=int,
+                        help="average probabilities over K seeded draws (default: the run's, else 1)")
+    parser.add_argument("--seed", type=int, help="seed of the 45-step draws (default: the run's, else 0)")
     parser.add_argument("--device", default="cpu")
 
 
@@ -51,7 +52,7 @@ def write(table: pd.DataFrame, out: Path, *, root: str | None, level: str | None
 def run(args: argparse.Namespace) -> int:
     from cropcore.constants import check_device, check_region
     from cropcore.data.layout import data_label, is_simulated
-    from cropcore.evaluation.inference import data_root, run_config, score_checkpoint, score_run
+    from cropcore.evaluation.inference import data_root, draw_settings, run_config, score_checkpoint, score_run
 
     suffix = args.out.suffix.lower()
     if suffix not in SUFFIXES:
@@ -62,13 +63,15 @@ def run(args: argparse.Namespace) -> int:
     args.device = check_device(args.device)
     if args.run is not None:
         config = run_config(args.run)
+        seed, draws = draw_settings(args.seed, args.test_draws, config)
         args.root = args.root or config.get("root")
         level = args.level or config.get("level", "L1C")
-        table = score_run(args.run, [region], root=args.root, level=args.level, seed=args.seed,
-                          draws=args.test_draws, device=args.device).frame()
+        table = score_run(args.run, [region], root=args.root, level=args.level, seed=seed, draws=draws,
+                          device=args.device).frame()
     else:
-        table = score_checkpoint(args.checkpoint, [region], root=args.root, level=args.level, seed=args.seed,
-                                 draws=args.test_draws, device=args.device).frame()
+        seed, draws = draw_settings(args.seed, args.test_draws)
+        table = score_checkpoint(args.checkpoint, [region], root=args.root, level=args.level, seed=seed,
+                                 draws=draws, device=args.device).frame()
         level = args.level or (_checkpoint_level(args.checkpoint) if suffix == ".gpkg" else None)
     without_geometry = write(table, args.out, root=args.root, level=level, region=region)
     simulated = is_simulated(data_root(args.root))

@@ -77,10 +77,13 @@ def run(args: argparse.Namespace) -> int:
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads must be a positive integer, got {args.threads}")
     if args.resume is not None:
-        fixed = [f"--{name.replace('_', '-')}" for name in _FIXED_ON_RESUME if getattr(args, name) not in (None, [], False)]
+        fixed = [f"--{name.replace('_', '-')}" for name in _FIXED_ON_RESUME
+                 if getattr(args, name) is not None and getattr(args, name) is not False and getattr(args, name) != []]
         if fixed:
             raise ValueError(f"--resume continues {args.resume} with the settings in its {runs.CONFIG}; "
                              f"{', '.join(fixed)} cannot change them (start a new run instead)")
+        if not args.resume.is_dir():
+            raise FileNotFoundError(f"cannot resume {args.resume}: no run folder there")
         record = runs.read_json(args.resume / runs.CONFIG) if (args.resume / runs.CONFIG).is_file() else None
         if not isinstance(record, dict):
             raise FileNotFoundError(f"cannot resume {args.resume}: no readable {runs.CONFIG}")

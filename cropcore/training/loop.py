@@ -152,6 +152,8 @@ def _check_forest_settings(settings: Mapping[str, Any]) -> None:
     unknown = set(settings["hparams"]) - valid
     if unknown:
         raise ValueError(f"{FOREST} has no hyperparameter(s) {sorted(unknown)}; valid: {sorted(valid)}")
+    # scikit-learn checks the values only when fitting: check them now, before a run folder exists
+    RandomForest(**settings["hparams"]).make_pipeline().named_steps["forest"]._validate_params()
 
 
 def _find_spec(model: str):
@@ -242,7 +244,7 @@ def train(config: TrainConfig, *, resume: Path | None = None, hooks: Hooks | Non
         # what a user can get wrong (data, hyperparameters, the run to resume) fails before a run folder is made
         datasets = _datasets(config)
         network = None if config.is_forest else _build_network(config, device)
-        run_dir, start = _open_run_dir(config, resume, context)
+        run_dir, start = _open_run_dir(config, resume, context, network)
         status = runs.StatusWriter(run_dir, config.epochs, start_epoch=start) if context.is_main else None
         try:
             if config.is_forest:
@@ -270,12 +272,13 @@ def train(config: TrainConfig, *, resume: Path | None = None, hooks: Hooks | Non
         distributed.teardown(context)
 
 
-def _open_run_dir(config: TrainConfig, resume: Path | None, context: Distributed) -> tuple[Path, int]:
+def _open_run_dir(config: TrainConfig, resume: Path | None, context: Distributed,
+                  network: nn.Module | None) -> tuple[Path, int]:
     """Rank 0 creates (or reopens) the folder and writes config.json; every rank learns its path and the
     epochs already completed."""
     if resume is not None:
         run_dir = Path(resume)
-        start = _resumable_epoch(run_dir, config)
+        start = _resumable_epoch(run_dir, config, network)
         if context.is_main:
             # the final results of the run so far no longer describe the model once it trains on
             for name in (runs.CANCEL, runs.METRICS, runs.PREDICTIONS):
@@ -289,13 +292,13 @@ def _open_run_dir(config: TrainConfig, resume: Path | None, context: Distributed
     return Path(distributed.broadcast_object(str(path) if path else None, context)), 0
 
 
-def _resumable_epoch(run_dir: Path, config: TrainConfig) -> int:
+def _resumable_epoch(run_dir: Path, config: TrainConfig, network: nn.Module | None) -> int:
     """The epochs a run has completed, once it is sure it can go on to ``config.epochs`` (nothing is changed
     before: a refused resume leaves the run as it was).
 
     Raises:
-        ValueError: the run is still training, its checkpoint is unreadable or of another model, or it has
-            already trained as many epochs as asked for (or more).
+        ValueError: the run is still training, its checkpoint is unreadable or does not fit the run's network,
+            or it has already trained as many epochs as asked for (or more).
         FileNotFoundError: it never completed an epoch (no checkpoint to go on from).
     """
     status = runs.read_status(run_dir)
@@ -310,10 +313,18 @@ def _resumable_epoch(run_dir: Path, config: TrainConfig) -> int:
     if payload["model"] != config.model:
         raise ValueError(f"cannot resume {run_dir}: its {runs.CHECKPOINT} holds a {payload['model']}, its "
                          f"{runs.CONFIG} says {config.model}")
+    checkpoint.check_compatible(payload, input_dim=len(BANDS[config.level]), num_classes=len(CLASSES),
+                                source=f"the run's level {config.level}")
+    try:
+        checkpoint.load_state(network, payload)  # _restore loads it again, with the optimizer's state
+    except RuntimeError as error:
+        detail = "; ".join(line.strip() for line in str(error).splitlines()[1:4])
+        raise ValueError(f"cannot resume {run_dir}: its {runs.CHECKPOINT} does not fit the network its "
+                         f"{runs.CONFIG} describes ({detail})") from None
     completed = int(payload["epoch"])
     if completed > config.epochs or (completed == config.epochs and status["state"] == "done"):
-        raise ValueError(f"cannot resume {run_dir}: it has trained {completed} of {config.epochs} epochs; "
-                         f"pass --epochs above {completed} to train on")
+        raise ValueError(f"cannot resume {run_dir}: it has already trained {completed} epochs (asked for "
+                         f"{config.epochs}); pass --epochs above {completed} to train on")
     return completed
 
 
