@@ -52,9 +52,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "--test-draws and --threads may change)")
     parser.add_argument("--test-draws", type=int,
                         help="average class probabilities over K seeded 45-step draws of each test parcel (default 1)")
-    parser.add_argument("--hparam", action="append", type=parse_hparam, default=[], metavar="NAME=VALUE",
+    parser.add_argument("--hparam", action="append", type=parse_hparam, metavar="NAME=VALUE",
                         help="override a model hyperparameter (repeatable), e.g. hidden_dims=64 or n_estimators=100")
-    parser.add_argument("--save-forest", action="store_true",
+    parser.add_argument("--save-forest", action="store_true", default=None,
                         help="RandomForest: also save the fitted forest (forest.skops, read back as data) for "
                              "`cropcore predict --run`")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
@@ -63,7 +63,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="on CUDA, run every training step eagerly instead of replaying captured graphs")
 
 
-#: What a resumed run keeps from its config.json: these options are refused with --resume.
+#: What a resumed run keeps from its config.json: these options (None when not given) are refused with --resume.
 _FIXED_ON_RESUME: tuple[str, ...] = (
     "model", "level", "mode", "root", "batch_size", "learning_rate", "weight_decay", "seed", "out", "run_name",
     "hparam", "save_forest",
@@ -77,8 +77,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads must be a positive integer, got {args.threads}")
     if args.resume is not None:
-        fixed = [f"--{name.replace('_', '-')}" for name in _FIXED_ON_RESUME
-                 if getattr(args, name) is not None and getattr(args, name) is not False and getattr(args, name) != []]
+        fixed = [f"--{name.replace('_', '-')}" for name in _FIXED_ON_RESUME if getattr(args, name) is not None]
         if fixed:
             raise ValueError(f"--resume continues {args.resume} with the settings in its {runs.CONFIG}; "
                              f"{', '.join(fixed)} cannot change them (start a new run instead)")
@@ -95,8 +94,8 @@ def run(args: argparse.Namespace) -> int:
         config = resolve_config(
             args.model, level=args.level, mode=args.mode, root=args.root, out=args.out, epochs=args.epochs,
             batch_size=args.batch_size, learning_rate=args.learning_rate, weight_decay=args.weight_decay,
-            seed=args.seed, device=args.device, hparams=dict(args.hparam), test_draws=args.test_draws,
-            run_name=args.run_name, progress=not args.no_progress, save_forest=args.save_forest or None,
+            seed=args.seed, device=args.device, hparams=dict(args.hparam or []), test_draws=args.test_draws,
+            run_name=args.run_name, progress=not args.no_progress, save_forest=args.save_forest,
             cuda_graphs=not args.no_cuda_graphs,
         )
     if args.threads:
