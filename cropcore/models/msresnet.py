@@ -252,11 +252,13 @@ class MSResNet(TimeSeriesClassifier):
     def _blocked_inference(self, x: torch.Tensor) -> bool:
         """Whether inference runs in oneDNN's blocked layout: eval mode on the CPU in float32, no autograd,
         finite input (oneDNN's fused ReLU maps NaN to 0, which would hide a corrupt parcel behind a confident
-        prediction; the other path keeps it NaN, as the reference does)."""
+        prediction; the other path keeps it NaN, as the reference does). The test is on the sum, which NaN and
+        infinity reach (0.03 ms per batch of 1 024, against 0.8-1.0 ms for an element-wise test); a sum that
+        overflows only sends the batch down the other, equally exact path."""
         return (not self.training and not torch.is_grad_enabled() and x.device.type == "cpu"
                 and x.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
                 and _ONEDNN_CONV is not None and torch.backends.mkldnn.is_available()
-                and torch.backends.mkldnn.enabled and bool(torch.isfinite(x).all()))
+                and torch.backends.mkldnn.enabled and bool(torch.isfinite(x.sum())))
 
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         """x: (batch, time, bands) -> (batch, num_classes) log-probabilities."""
