@@ -125,9 +125,8 @@ def _configs(args: argparse.Namespace, preset: Preset, models: list[str], root: 
 def run(args: argparse.Namespace) -> int:
     from cropcore.cli import CommandError
     from cropcore.constants import REGIONS, check_level
-    from cropcore.data import BreizhCrops
     from cropcore.data.layout import data_label, is_simulated
-    from cropcore.evaluation.inference import data_root
+    from cropcore.evaluation.inference import data_root, open_regions
     from cropcore.training.loop import NonFiniteLossError, train
 
     args.level = check_level(args.level)
@@ -137,8 +136,8 @@ def run(args: argparse.Namespace) -> int:
     models = model_names(args.models)
     root = data_root(args.root)
     configs = _configs(args, preset, models, root)
-    for region in REGIONS:  # every fold reads all four: missing data fails now, not after hours of training
-        BreizhCrops(region, root=root, level=args.level)
+    # every fold reads all four regions: missing data or another class mapping fails now, not after hours
+    open_regions(REGIONS, root=root, level=args.level)
     if args.threads:
         import torch
 

@@ -71,14 +71,13 @@ class Predictions:
         Raises:
             ValueError: a column it needs is missing.
         """
-        needed = ["id", "region", "true"]
-        if not all(column in table.columns for column in PROBABILITY_COLUMNS):
-            needed.append("predicted")
+        with_probabilities = all(column in table.columns for column in PROBABILITY_COLUMNS)
+        needed = ["id", "region", "true"] + ([] if with_probabilities else ["predicted"])
         missing = [column for column in needed if column not in table.columns]
         if missing:
             raise ValueError(f"predictions table lacks column(s) {', '.join(missing)}; expected id, region, true, "
                              f"predicted and {PROBABILITY_COLUMNS[0]}..{PROBABILITY_COLUMNS[-1]}")
-        if all(column in table.columns for column in PROBABILITY_COLUMNS):
+        if with_probabilities:
             probabilities = table[list(PROBABILITY_COLUMNS)].to_numpy(np.float32)
         else:
             probabilities = np.eye(len(CLASSES), dtype=np.float32)[table["predicted"].to_numpy(np.int64)]
